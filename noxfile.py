@@ -40,5 +40,65 @@ def serve(session: nox.Session) -> None:
 
 # ---- container image (section owned by the image work) ---------------------------------------
 
+# Imported here, not at the top, so that each section of this file can be edited on its own.
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tomllib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# Keep in step with `ARG BASE_IMAGE` in the Dockerfile: the wheelhouse is built for this Python.
+DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
+
+# Run inside the base image; prints what pip needs to choose its wheels, e.g. "3 11 x86_64 2.36".
+_PROBE_BASE_IMAGE = (
+    "import os, platform, sys; "
+    "print(*sys.version_info[:2], platform.machine(), os.confstr('CS_GNU_LIBC_VERSION').split()[1])"
+)
+
+
+def _wheel_platforms(machine: str, glibc: str) -> list[str]:
+    """Every manylinux tag a base image with this glibc runs, newest first."""
+    major, minor = (int(part) for part in glibc.split(".")[:2])
+    tags = [f"manylinux_{major}_{m}_{machine}" for m in range(minor, 16, -1)]
+    return [*tags, *(f"{legacy}_{machine}" for legacy in ("manylinux2014", "manylinux2010"))]
+
+
+@nox.session
+def image(session: nox.Session) -> None:
+    """Build the container image eventstate:<version> and :latest from a host-side wheelhouse."""
+    version = tomllib.loads(Path("pyproject.toml").read_text())["project"]["version"]
+    base_image = os.environ.get("EVENTSTATE_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+    probe = session.run(
+        *("docker", "run", "--rm", "--entrypoint", "python3", base_image, "-c", _PROBE_BASE_IMAGE),
+        external=True,
+        silent=True,
+    )
+    py_major, py_minor, machine, glibc = str(probe).split()
+
+    # The build has no network: the wheelhouse holds eventstate and every dependency, as wheels
+    # for the base image's interpreter and platform, whatever the host runs.
+    wheelhouse = Path("wheelhouse")
+    shutil.rmtree(wheelhouse, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheelhouse), ".")
+    (own_wheel,) = wheelhouse.glob("eventstate-*.whl")
+    session.run(
+        *("python", "-m", "pip", "download", "--dest", str(wheelhouse), "--only-binary=:all:"),
+        *("--python-version", f"{py_major}.{py_minor}", "--implementation", "cp"),
+        *("--abi", f"cp{py_major}{py_minor}"),
+        *(f"--platform={tag}" for tag in _wheel_platforms(machine, glibc)),
+        str(own_wheel),
+    )
+
+    build_args = ["--build-arg", f"EVENTSTATE_VERSION={version}"]
+    if "EVENTSTATE_BASE_IMAGE" in os.environ:
+        build_args += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    session.run(
+        *("docker", "build", *build_args, "--tag", f"eventstate:{version}"),
+        *("--tag", "eventstate:latest", "."),
+        external=True,
+        # The legacy builder: BuildKit would fetch its Dockerfile frontend from a registry.
+        env={"DOCKER_BUILDKIT": "0"},
+    )
+
 
 # ---- deployment with Terraform (section owned by the deploy work) ----------------------------
