@@ -1,0 +1,76 @@
+"""The composition root: `create_app(settings)` is the only code that wires concrete pieces together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from eventstate.eventlog import EventLog
+from eventstate.http import routes
+from eventstate.http.auth import api_key_guard
+from eventstate.http.problems import EXCEPTION_HANDLERS
+from eventstate.service import EventService
+from eventstate.settings import Settings
+
+
+def package_version() -> str:
+    """The installed eventstate version."""
+    try:
+        return version("eventstate")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def open_log(settings: Settings) -> EventLog:
+    """Open the configured log for serving (creating it if it does not exist yet)."""
+    return EventLog.open(settings.database, synchronous=settings.synchronous,
+                         busy_timeout_ms=settings.busy_timeout_ms)
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the ASGI application for `settings`; the log is opened in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        svc = EventService(
+            open_log(settings), max_batch=settings.max_batch, max_pending=settings.max_pending,
+            key_ttl=settings.idempotency_ttl,
+        )
+        svc.start()
+        app.state.service = svc
+        try:
+            yield
+        finally:
+            svc.stop()
+
+    write_guards = [api_key_guard(settings.api_keys)] if settings.api_keys else []
+    read_guards = write_guards if settings.protect_reads else []
+    return Litestar(
+        route_handlers=[
+            Router("/", route_handlers=[routes.get_status, routes.get_logs, routes.get_event],
+                   guards=read_guards),
+            Router("/", route_handlers=[routes.post_update], guards=write_guards),
+            routes.live,
+            routes.ready,
+        ],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="eventstate", version=package_version(), path="/schema",
+            description="An HTTP API over an append-only, hash-chained event log.",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        debug=False,
+        logging_config=None,
+    )
+
+
+def app_from_env() -> Litestar:
+    """The uvicorn factory for `eventstate serve`: settings read once from the environment."""
+    return create_app(Settings.from_env())

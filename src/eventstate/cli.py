@@ -1,0 +1,86 @@
+"""The `eventstate` command: serve the API, and audit the log (verify, replay, export, import, backup)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from eventstate.eventlog import EventLog, LogError
+from eventstate.settings import Settings, SettingsError
+
+PROG = "eventstate"
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with a non-zero exit."""
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers,
+                                 database=args.database)
+    # Check (and create) the log before any worker starts, so a bad path is one clear line.
+    EventLog.open(settings.database, synchronous=settings.synchronous,
+                  busy_timeout_ms=settings.busy_timeout_ms).close()
+    os.environ.update(settings.to_env())
+    loop = "uvloop" if _has("uvloop") else "asyncio"
+    http = "httptools" if _has("httptools") else "h11"
+    print(f"{PROG}: serving {settings.database} on http://{settings.host}:{settings.port} "
+          f"({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
+          f"synchronous={settings.synchronous})", file=sys.stderr, flush=True)
+    uvicorn.run(
+        "eventstate.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+        workers=settings.workers, loop=loop, http=http, lifespan="on",
+        access_log=settings.access_log, log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30, server_header=False, proxy_headers=False,
+    )
+    return 0
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", help="address to bind (EVENTSTATE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (EVENTSTATE_PORT, default 5000)")
+    serve.add_argument("--workers", type=int,
+                       help="worker processes sharing the log (EVENTSTATE_WORKERS, default 1)")
+    serve.add_argument("--database",
+                       help="SQLite file of the log (EVENTSTATE_DATABASE, default ./eventstate.db)")
+    serve.set_defaults(run=_serve)
+
+    from eventstate import audit
+
+    audit.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except (LogError, SettingsError, CliError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

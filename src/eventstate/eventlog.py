@@ -1,0 +1,567 @@
+"""The append-only event log on SQLite, through SQLAlchemy Core: the one adapter that touches the database.
+
+Every SQLite specific (pragmas, `BEGIN IMMEDIATE`, triggers, `data_version`, the backup API) stays in
+this module so that another backend can take its place behind the same methods.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.pool import NullPool
+
+from eventstate.domain import Event, Head, State, format_timestamp
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x45565354  # "EVST": marks a SQLite file as an eventstate log
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+metadata = sa.MetaData()
+
+events_table = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("timestamp", sa.Text, nullable=False),
+    sa.Column("old_counter", sa.BigInteger, nullable=False),
+    sa.Column("old_message", sa.Text, nullable=False),
+    sa.Column("new_counter", sa.BigInteger, nullable=False),
+    sa.Column("new_message", sa.Text, nullable=False),
+    sa.Column("hash", sa.Text, nullable=False),
+)
+
+meta_table = sa.Table(
+    "eventstate_meta",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# The head as last committed, kept beside the events so that `verify` notices a truncated tail.
+head_table = sa.Table(
+    "log_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.Text, nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)
+
+idempotency_table = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+
+_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+       BEGIN SELECT RAISE(ABORT, 'eventstate: the event log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+       BEGIN SELECT RAISE(ABORT, 'eventstate: the event log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS events_gapless BEFORE INSERT ON events
+       WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM events)
+       BEGIN SELECT RAISE(ABORT, 'eventstate: seq must continue the log without gaps'); END""",
+)
+
+_EVENT_COLUMNS = "seq, timestamp, old_counter, old_message, new_counter, new_message, hash"
+
+
+class LogError(Exception):
+    """The log cannot be used: missing, unreadable, not an eventstate log, or a schema too new."""
+
+
+class LogUnavailable(Exception):
+    """A write could not be committed (disk full, read-only, locked too long); nothing was written."""
+
+
+class LogReplaced(LogError):
+    """The database file under a running server was deleted or replaced."""
+
+
+@attrs.frozen
+class StoredKey:
+    """An idempotency key already recorded with the log."""
+
+    fingerprint: str
+    seq: int
+    created_at: str
+
+
+def row_to_event(row: Sequence[Any]) -> Event:
+    """Build an Event from a row in `_EVENT_COLUMNS` order."""
+    seq, timestamp, old_counter, old_message, new_counter, new_message, hash_ = row
+    return Event(
+        seq, timestamp, State(old_counter, old_message), State(new_counter, new_message), hash_
+    )
+
+
+def _event_row(event: Event) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "timestamp": event.timestamp,
+        "old_counter": event.old.counter,
+        "old_message": event.old.message,
+        "new_counter": event.new.counter,
+        "new_message": event.new.message,
+        "hash": event.hash,
+    }
+
+
+def _describe(path: Path, error: BaseException) -> str:
+    text = str(error)
+    if "not a database" in text or "malformed" in text:
+        return f"{path} is not a valid SQLite database (corrupt or truncated): {text}"
+    return f"cannot use database {path}: {text}"
+
+
+class WriteTransaction:
+    """One `BEGIN IMMEDIATE` transaction: the head as committed by anyone, and appends after it."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self._events: list[dict[str, Any]] = []
+        self._keys: list[dict[str, Any]] = []
+        row = conn.exec_driver_sql(
+            f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1"  # noqa: S608
+        ).first()
+        self.head = Head() if row is None else Head.after(row_to_event(row))
+
+    def find_key(self, key: str) -> StoredKey | None:
+        """The record of an idempotency key, if this log has one."""
+        row = self._conn.execute(
+            sa.select(
+                idempotency_table.c.fingerprint,
+                idempotency_table.c.seq,
+                idempotency_table.c.created_at,
+            ).where(idempotency_table.c.key == key)
+        ).first()
+        return None if row is None else StoredKey(row[0], row[1], row[2])
+
+    def forget_key(self, key: str) -> None:
+        """Drop an expired idempotency key so that it can be used afresh."""
+        self._conn.execute(idempotency_table.delete().where(idempotency_table.c.key == key))
+
+    def event(self, seq: int) -> Event:
+        """A committed event by seq (for answering a replayed idempotent request)."""
+        row = self._conn.exec_driver_sql(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?",  # noqa: S608
+            (seq,),
+        ).one()
+        return row_to_event(row)
+
+    def append(self, event: Event, key: str | None = None, fingerprint: str = "") -> None:
+        """Queue `event` (and its idempotency key) for insertion when the transaction commits."""
+        self._events.append(_event_row(event))
+        if key is not None:
+            self._keys.append(
+                {"key": key, "fingerprint": fingerprint, "seq": event.seq,
+                 "created_at": event.timestamp}
+            )
+        self.head = Head.after(event)
+
+    def expire_keys_older_than(self, cutoff: datetime) -> None:
+        """Delete idempotency keys created before `cutoff`."""
+        self._conn.execute(
+            idempotency_table.delete().where(idempotency_table.c.created_at < format_timestamp(cutoff))
+        )
+
+    def _flush(self) -> None:
+        if self._events:
+            self._conn.execute(events_table.insert(), self._events)
+            upsert = sqlite_insert(head_table).values(id=1, seq=self.head.version, hash=self.head.hash)
+            self._conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[head_table.c.id],
+                    set_={"seq": upsert.excluded.seq, "hash": upsert.excluded.hash},
+                )
+            )
+        if self._keys:
+            self._conn.execute(idempotency_table.insert(), self._keys)
+
+
+class EventLog:
+    """An open event log: a writer connection and a reader connection on one SQLite file."""
+
+    def __init__(self, path: Path, engine: sa.Engine, *, readonly: bool) -> None:
+        self.path = path
+        self._engine = engine
+        self._readonly = readonly
+        self._reader = engine.connect()
+        self._writer: sa.Connection | None = None
+        self._write_lock = threading.Lock()
+        self._reader_lock = threading.Lock()
+        self._identity = self._file_identity()
+        raw = self._reader.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        self._raw_reader: sqlite3.Connection = raw
+        self._data_version = -1
+
+    # ---- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        synchronous: Synchronous = "FULL",
+        busy_timeout_ms: int = 5000,
+    ) -> EventLog:
+        """Open (and with `create`, initialise) the log at `path`; raise LogError with a clear reason."""
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise LogError(f"directory {path.parent} does not exist")
+        if path.is_dir():
+            raise LogError(f"{path} is a directory, not a database file")
+        exists = path.exists()
+        if not exists and (readonly or not create):
+            raise LogError(f"database {path} does not exist")
+        if exists and not os.access(path, os.R_OK):
+            raise LogError(f"database {path} is not readable by this user")
+        if not readonly and not os.access(path.parent, os.W_OK):
+            raise LogError(
+                f"directory {path.parent} is not writable by this user (uid {os.getuid()}); "
+                "the log needs to create its -wal and -shm files there"
+            )
+        if not readonly and exists and not os.access(path, os.W_OK):
+            raise LogError(f"database {path} is not writable by this user (uid {os.getuid()})")
+        engine = _make_engine(path, readonly=readonly, synchronous=synchronous,
+                              busy_timeout_ms=busy_timeout_ms)
+        try:
+            log = cls(path, engine, readonly=readonly)
+            log._prepare(create=not readonly)
+        except LogError:
+            engine.dispose()
+            raise
+        except (sa.exc.DBAPIError, sqlite3.Error) as e:
+            engine.dispose()
+            raise LogError(_describe(path, e)) from e
+        return log
+
+    def _prepare(self, *, create: bool) -> None:
+        raw = self._raw_reader
+        if create:
+            # Persistent, and a no-op when already set; must run outside any transaction.
+            raw.execute("PRAGMA journal_mode=WAL")
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "eventstate_meta" not in tables:
+            if tables:
+                raise LogError(f"{self.path} is a SQLite database but not an eventstate log")
+            if not create:
+                raise LogError(f"{self.path} is empty: no eventstate log has been written to it")
+            self._create_schema()
+        else:
+            self._check_version()
+        self._check_head()
+
+    def _create_schema(self) -> None:
+        with self._write() as conn:
+            conn.exec_driver_sql(f"PRAGMA application_id={APPLICATION_ID}")
+            metadata.create_all(conn)
+            for ddl in _TRIGGERS:
+                conn.exec_driver_sql(ddl)
+            conn.execute(
+                sqlite_insert(meta_table)
+                .values(key="schema_version", value=str(SCHEMA_VERSION))
+                .on_conflict_do_nothing()
+            )
+
+    def _check_version(self) -> None:
+        row = self._raw_reader.execute(
+            "SELECT value FROM eventstate_meta WHERE key='schema_version'"
+        ).fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise LogError(
+                f"{self.path} has schema version {version}, newer than this eventstate "
+                f"understands ({SCHEMA_VERSION}); upgrade eventstate to open it"
+            )
+        if version < 1:
+            raise LogError(f"{self.path} has no valid eventstate schema version")
+
+    def _check_head(self) -> None:
+        with self._reader_lock:
+            self._raw_reader.execute("BEGIN")
+            try:
+                row = self._raw_reader.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1"  # noqa: S608
+                ).fetchone()
+                recorded = self.recorded_head()
+            finally:
+                self._raw_reader.execute("COMMIT")
+        last = Head() if row is None else Head.after(row_to_event(row))
+        if recorded != (last.version, last.hash):
+            raise LogError(
+                f"{self.path}: the recorded head (seq {recorded[0]}) does not match the last event "
+                f"(seq {last.version}); the log was altered outside eventstate — run `eventstate verify`"
+            )
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self._write_lock:
+            if self._writer is None:
+                self._writer = self._engine.connect()
+                self._writer.info["begin"] = "BEGIN IMMEDIATE"
+            with self._writer.begin():
+                yield self._writer
+
+    @contextmanager
+    def transaction(self) -> Iterator[WriteTransaction]:
+        """A write transaction; its appends commit (with one flush) when the block ends without error."""
+        if self._readonly:
+            raise LogError("this log was opened read-only")
+        try:
+            with self._write() as conn:
+                self.ensure_same_file()
+                tx = WriteTransaction(conn)
+                yield tx
+                tx._flush()  # noqa: SLF001 - the transaction's own commit step
+        except sa.exc.IntegrityError as e:
+            raise LogUnavailable(f"the log refused the write: {e.orig}") from e
+        except sa.exc.OperationalError as e:
+            raise LogUnavailable(_unavailable_reason(e)) from e
+
+    def import_events(self, events: Iterator[Event], batch: int = 5000) -> int:
+        """Append already-recorded events verbatim (for `import`); the caller checks the chain."""
+        count = 0
+        chunk: list[Event] = []
+        for event in events:
+            chunk.append(event)
+            if len(chunk) >= batch:
+                count += self._append_verbatim(chunk)
+                chunk = []
+        if chunk:
+            count += self._append_verbatim(chunk)
+        return count
+
+    def _append_verbatim(self, chunk: list[Event]) -> int:
+        with self.transaction() as tx:
+            for event in chunk:
+                tx.append(event)
+        return len(chunk)
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """SQLite's `data_version`: changes whenever another connection (any process) commits."""
+        with self._reader_lock:
+            return int(self._raw_reader.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        """Whether anything was committed to the file since the last call (cheap; for freshness)."""
+        version = self.data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        return True
+
+    def head(self) -> Head:
+        """The head of the log as committed now."""
+        with self._reader_lock:
+            row = self._raw_reader.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1"  # noqa: S608
+            ).fetchone()
+        return Head() if row is None else Head.after(row_to_event(row))
+
+    def event(self, seq: int) -> Event | None:
+        """One event by seq, or None."""
+        with self._reader_lock:
+            row = self._raw_reader.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)  # noqa: S608
+            ).fetchone()
+        return None if row is None else row_to_event(row)
+
+    def page(self, *, after: int = 0, before: int | None = None, limit: int = 50,
+             descending: bool = False) -> list[Event]:
+        """Up to `limit` events by keyset: seq > after (ascending) or seq < before (descending)."""
+        if descending:
+            bound = before if before is not None else 2**63 - 1
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?"  # noqa: S608, E501
+            args: tuple[int, ...] = (bound, after, limit)
+        else:
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"  # noqa: S608, E501
+            args = (after, before if before is not None else 2**63 - 1, limit)
+        with self._reader_lock:
+            rows = self._raw_reader.execute(sql, args).fetchall()
+        return [row_to_event(r) for r in rows]
+
+    def seq_at(self, moment: str) -> int:
+        """The seq of the last event stamped at or before `moment` (0 if none), by binary search:
+        timestamps never decrease along seq, so no index on them is needed."""
+        with self._reader_lock:
+            raw = self._raw_reader
+            raw.execute("BEGIN")
+            try:
+                lo, hi = 0, int(raw.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+                while lo < hi:  # invariant: events 1..lo are at or before `moment`, hi+1.. after it
+                    mid = (lo + hi + 1) // 2
+                    stamp = raw.execute("SELECT timestamp FROM events WHERE seq = ?", (mid,)).fetchone()[0]
+                    if stamp <= moment:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+            finally:
+                raw.execute("COMMIT")
+        return lo
+
+    def recorded_head(self, conn: sqlite3.Connection | None = None) -> tuple[int, str]:
+        """The head as written beside the events (seq, hash); (0, genesis) for a fresh log."""
+        raw = conn or self._raw_reader
+        row = raw.execute("SELECT seq, hash FROM log_head WHERE id=1").fetchone()
+        return (0, Head().hash) if row is None else (int(row[0]), str(row[1]))
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """A consistent read-only view of the whole log for audits, safe while a server writes."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("BEGIN")
+            yield Snapshot(conn, self)
+        finally:
+            conn.close()
+
+    def backup_to(self, dest: Path, pages_per_step: int = 1024,
+                  progress: Any = None) -> None:
+        """Copy the live database to `dest` with SQLite's online backup API."""
+        source = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target, pages=pages_per_step, progress=progress)
+        finally:
+            target.close()
+            source.close()
+
+    # ---- liveness ----------------------------------------------------------------------------
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def ensure_same_file(self) -> None:
+        """Raise LogReplaced if the file at our path is gone or is no longer the one we opened."""
+        if self._file_identity() != self._identity:
+            raise LogReplaced(
+                f"database {self.path} was deleted or replaced while the server was running"
+            )
+
+    def writable(self) -> bool:
+        """Whether a write transaction could begin now (file and directory writable)."""
+        return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+
+    def close(self) -> None:
+        """Close both connections and dispose of the engine."""
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        with self._reader_lock:
+            self._reader.close()
+        self._engine.dispose()
+
+
+class Snapshot:
+    """One read transaction over the log: every read sees the same committed state."""
+
+    def __init__(self, conn: sqlite3.Connection, log: EventLog) -> None:
+        self._conn = conn
+        self._log = log
+
+    def rows(self, *, after: int = 0, until: int | None = None,
+             batch: int = 4096) -> Iterator[tuple[Any, ...]]:
+        """Raw event rows in seq order, streamed in constant memory."""
+        cursor = self._conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",  # noqa: S608
+            (after, 2**63 - 1 if until is None else until),
+        )
+        while chunk := cursor.fetchmany(batch):
+            yield from chunk
+
+    def events(self, *, after: int = 0, until: int | None = None) -> Iterator[Event]:
+        """Events in seq order, streamed in constant memory."""
+        return map(row_to_event, self.rows(after=after, until=until))
+
+    def event(self, seq: int) -> Event | None:
+        """One event by seq in this snapshot."""
+        row = self._conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)  # noqa: S608
+        ).fetchone()
+        return None if row is None else row_to_event(row)
+
+    def count(self) -> int:
+        """How many events the snapshot holds."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def max_seq(self) -> int:
+        """The highest seq present (0 when empty)."""
+        return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def recorded_head(self) -> tuple[int, str]:
+        """The head written beside the events in this snapshot."""
+        return self._log.recorded_head(self._conn)
+
+    def seq_at(self, moment: str) -> int:
+        """The seq of the last event whose timestamp is at or before `moment` (0 if none)."""
+        row = self._conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE timestamp <= ?", (moment,)
+        ).fetchone()
+        return int(row[0])
+
+
+def _unavailable_reason(error: sa.exc.OperationalError) -> str:
+    text = str(error.orig)
+    if "full" in text:
+        return "the disk is full; the update was not recorded"
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only; the update was not recorded"
+    if "locked" in text or "busy" in text:
+        return "the database stayed locked by another writer; the update was not recorded"
+    return f"the database refused the write ({text}); the update was not recorded"
+
+
+def _make_engine(path: Path, *, readonly: bool, synchronous: Synchronous,
+                 busy_timeout_ms: int) -> sa.Engine:
+    if synchronous not in SYNCHRONOUS_LEVELS:
+        raise LogError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
+    url = f"sqlite:///file:{path}?{'mode=ro&' if readonly else ''}uri=true"
+    engine = sa.create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+    )
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Leave transaction control to us (the driver's implicit BEGIN is not IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if not readonly:
+            dbapi_connection.execute(f"PRAGMA synchronous={synchronous}")
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(conn.info.get("begin", "BEGIN"))
+
+    return engine
+

@@ -1,0 +1,31 @@
+"""The API-key guard: constant-time comparison against every configured key; keys are never logged."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+API_KEY_HEADER = "x-api-key"
+
+
+def api_key_guard(keys: tuple[str, ...]) -> Guard:
+    """A guard that admits a request only with an `X-API-KEY` equal to one of `keys`."""
+    encoded = [k.encode("utf-8") for k in keys]
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        given = connection.headers.get(API_KEY_HEADER, "").encode("utf-8", "replace")
+        # Compare with every key, so the time taken does not tell which (or whether one) matched.
+        matched = False
+        for key in encoded:
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            raise NotAuthorizedException(
+                "a valid X-API-KEY header is required" if given else "the X-API-KEY header is missing"
+            )
+
+    return guard

@@ -1,0 +1,173 @@
+"""Route handlers: parse the request, make one call to the service, shape the response."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from litestar import Request, Response, get, post
+from litestar.exceptions import ClientException
+from litestar.params import Parameter
+
+from eventstate.commands import Command, Recorded
+from eventstate.domain import Head, parse_timestamp
+from eventstate.http.schemas import (
+    EventBody,
+    HealthBody,
+    LogPage,
+    StatusBody,
+    UpdateOperation,
+    ok,
+    problems,
+)
+from eventstate.serialization import decode_update, encode, unstructure_event, unstructure_status
+from eventstate.service import EventService, NotReady
+
+JSON = "application/json"
+MAX_LIMIT = 1000
+_ETAG = re.compile(r'\s*(W/)?"(\d{1,19})"\s*')
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def service(request: Request[Any, Any, Any]) -> EventService:
+    """The process's EventService, installed by the app's lifespan."""
+    svc: EventService = request.app.state.service
+    return svc
+
+
+def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response[bytes]:
+    return Response(encode(body), media_type=JSON, headers=headers, status_code=status)
+
+
+def _status_response(head: Head) -> Response[bytes]:
+    return _json(unstructure_status(head), {"ETag": f'"{head.version}"'})
+
+
+def parse_if_match(value: str | None) -> frozenset[int] | None:
+    """The versions an `If-Match` header admits; None for absent or `*` (any version)."""
+    if value is None or value.strip() == "*":
+        return None
+    versions: set[int] = set()
+    for part in value.split(","):
+        match = _ETAG.fullmatch(part)
+        if match is None:
+            raise ClientException(f"If-Match must be a list of entity tags like \"42\", not {value!r}")
+        if match.group(1) is None:  # a weak tag never matches under strong comparison
+            versions.add(int(match.group(2)))
+    return frozenset(versions)
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    """The key of an `Idempotency-Key` header (a structured-field string, quotes optional)."""
+    if value is None:
+        return None
+    key = value.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not _KEY.fullmatch(key):
+        raise ClientException("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key
+
+
+@get("/status", sync_to_thread=False, summary="Current state",
+     responses={**ok(StatusBody, "The state, its version and when it last changed"),
+                **problems(304, 400, 401, 404)})
+def get_status(
+    request: Request[Any, Any, Any],
+    as_of: Annotated[int | None, Parameter(ge=0, description="State right after this seq")] = None,
+    at: Annotated[str | None, Parameter(description="State at this RFC 3339 time")] = None,
+    if_none_match: Annotated[str | None, Parameter(header="If-None-Match")] = None,
+) -> Response[bytes]:
+    """The current state with a strong ETag; or, with `as_of`/`at`, the state at a point in history."""
+    svc = service(request)
+    if as_of is not None and at is not None:
+        raise ClientException("give at most one of as_of and at")
+    if at is not None:
+        head = svc.status_at(_moment(at))
+    elif as_of is not None:
+        head = svc.status_as_of(as_of)
+    else:
+        head = svc.status()
+        if if_none_match is not None and if_none_match.strip() in (f'"{head.version}"', "*"):
+            return Response(b"", status_code=304, headers={"ETag": f'"{head.version}"'})
+    return _status_response(head)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return parse_timestamp(text.replace(" ", "+"))  # a '+' in a query string arrives as a space
+    except ValueError:
+        raise ClientException(f"at must be an RFC 3339 timestamp with an offset, not {text!r}") from None
+
+
+@post("/update", status_code=200, operation_class=UpdateOperation, summary="Record an update",
+      responses={**ok(EventBody, "The recorded event"),
+                 **problems(400, 401, 409, 412, 413, 422, 429, 503)})
+async def post_update(
+    request: Request[Any, Any, Any],
+    if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+    idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+) -> Response[bytes]:
+    """Append one update to the log; answer with the event once it is durably committed."""
+    command = Command(decode_update(await request.body()), parse_if_match(if_match),
+                      parse_idempotency_key(idempotency_key))
+    recorded: Recorded = await service(request).update(command)
+    headers = {"ETag": f'"{recorded.event.seq}"'}
+    if recorded.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(unstructure_event(recorded.event), headers)
+
+
+@get("/logs", sync_to_thread=False, summary="Browse the event log",
+     responses={**ok(LogPage, "A page of events and the next page's URL"), **problems(400, 401)})
+def get_logs(
+    request: Request[Any, Any, Any],
+    after: Annotated[int, Parameter(ge=0, le=2**63 - 1, description="Events after this seq")] = 0,
+    before: Annotated[int | None, Parameter(ge=1, le=2**63 - 1, description="Events before this seq")] = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
+    order: Annotated[Literal["asc", "desc"], Parameter(description="Oldest or newest first")] = "asc",
+) -> Response[bytes]:
+    """A page of the log by keyset (`after`/`before`), with `next` and a `Link: rel="next"` header."""
+    descending = order == "desc"
+    events = service(request).page(after=after, before=before, limit=limit, descending=descending)
+    next_url = None
+    if len(events) == limit:
+        last = events[-1].seq
+        params: dict[str, Any] = {"order": "desc", "before": last} if descending else {"after": last}
+        if descending and after:
+            params["after"] = after
+        if not descending and before is not None:
+            params["before"] = before
+        params["limit"] = limit
+        if not (descending and last <= after + 1):
+            next_url = f"/logs?{urlencode(params)}"
+    headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else None
+    items = b",".join(encode(unstructure_event(e)) for e in events)
+    body = b'{"items":[' + items + b'],"next":' + encode(next_url) + b"}"
+    return Response(body, media_type=JSON, headers=headers)
+
+
+@get("/logs/{seq:int}", sync_to_thread=False, summary="One event",
+     responses={**ok(EventBody, "The event"), **problems(400, 401, 404)})
+def get_event(request: Request[Any, Any, Any], seq: int) -> Response[bytes]:
+    """One event by seq, or 404."""
+    return _json(unstructure_event(service(request).event(seq)))
+
+
+@get("/health/live", sync_to_thread=False, summary="Liveness", responses=ok(HealthBody, "Alive"))
+def live() -> Response[bytes]:
+    """The process answers."""
+    return _json({"status": "alive"})
+
+
+@get("/health/ready", sync_to_thread=False, summary="Readiness",
+     responses={**ok(HealthBody, "Ready to serve reads and writes"), **problems(503)})
+def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Ready: the log is reachable and writable and the projection is current."""
+    state = service(request).readiness()
+    if not state.ready:
+        raise NotReady(state.reason)
+    return _json({"status": "ready", "version": state.version})
+

@@ -1,0 +1,35 @@
+"""The in-memory state, kept in step with the log.
+
+The projection is the head of the log: the last event's new state, its version and timestamp. It is
+read from the log at start-up (never from a second source of truth) and caught up whenever SQLite's
+`data_version` says that any connection, in this process or another, committed since the last look.
+"""
+
+from __future__ import annotations
+
+from eventstate.domain import Head
+from eventstate.eventlog import EventLog
+
+
+class Projection:
+    """The current head, refreshed from the log on demand and advanced by our own commits."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+        log.changed()  # prime: only commits after this point count as news
+        self._head = log.head()
+
+    def current(self) -> Head:
+        """The head, caught up with every commit made to the log before this call."""
+        if self._log.changed():
+            self.advance(self._log.head())
+        return self._head
+
+    def cached(self) -> Head:
+        """The head as last seen, without asking the log (for metrics and logs, not for answers)."""
+        return self._head
+
+    def advance(self, head: Head) -> None:
+        """Move to `head` if it is newer; never back."""
+        if head.version > self._head.version:
+            self._head = head

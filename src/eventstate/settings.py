@@ -1,0 +1,145 @@
+"""Settings: one frozen value, read from the environment once at the entry point and passed in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+
+from eventstate.eventlog import SYNCHRONOUS_LEVELS, Synchronous
+
+MIN_API_KEY_LENGTH = 16
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A setting has a value eventstate cannot run with."""
+
+
+def _bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{name} must be true or false, not {text!r}")
+
+
+def _int(name: str, text: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, not {text!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.replace("\n", ",").split(",") if k.strip())
+
+
+@attrs.frozen(repr=False)
+class Settings:
+    """Everything eventstate can be configured with; see the README's configuration table."""
+
+    database: Path = Path("eventstate.db")
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 1
+    synchronous: Synchronous = "FULL"
+    busy_timeout_ms: int = 5000
+    api_keys: tuple[str, ...] = ()
+    protect_reads: bool = False
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    max_batch: int = 256
+    max_pending: int = 4096
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        short = [k for k in self.api_keys if len(k) < MIN_API_KEY_LENGTH]
+        if short:
+            raise SettingsError(
+                f"{len(short)} API key(s) shorter than {MIN_API_KEY_LENGTH} characters; "
+                "use long random keys (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if self.synchronous not in SYNCHRONOUS_LEVELS:
+            raise SettingsError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+
+    def __repr__(self) -> str:  # never print the keys themselves
+        fields = attrs.asdict(self, recurse=False)
+        fields["api_keys"] = f"<{len(self.api_keys)} keys>"
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from `EVENTSTATE_*` variables, then explicit overrides (e.g. CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+
+        def get(name: str) -> str | None:
+            return env.get(f"EVENTSTATE_{name}")
+
+        if (v := get("DATABASE")) is not None:
+            values["database"] = Path(v)
+        if (v := get("HOST")) is not None:
+            values["host"] = v
+        if (v := get("PORT")) is not None:
+            values["port"] = _int("EVENTSTATE_PORT", v, 0, 65535)
+        if (v := get("WORKERS")) is not None:
+            values["workers"] = _int("EVENTSTATE_WORKERS", v, 1, 64)
+        if (v := get("SYNCHRONOUS")) is not None:
+            values["synchronous"] = v.strip().upper()
+        if (v := get("BUSY_TIMEOUT_MS")) is not None:
+            values["busy_timeout_ms"] = _int("EVENTSTATE_BUSY_TIMEOUT_MS", v, 0, 600_000)
+        keys: tuple[str, ...] = ()
+        if (v := get("API_KEYS")) is not None:
+            keys += _keys(v)
+        if (v := get("API_KEYS_FILE")) is not None:
+            try:
+                keys += _keys(Path(v).read_text(encoding="utf-8"))
+            except OSError as e:
+                raise SettingsError(f"cannot read EVENTSTATE_API_KEYS_FILE {v}: {e.strerror}") from None
+        if keys:
+            values["api_keys"] = keys
+        if (v := get("PROTECT_READS")) is not None:
+            values["protect_reads"] = _bool("EVENTSTATE_PROTECT_READS", v)
+        if (v := get("IDEMPOTENCY_TTL_SECONDS")) is not None:
+            values["idempotency_ttl"] = timedelta(
+                seconds=_int("EVENTSTATE_IDEMPOTENCY_TTL_SECONDS", v, 1, 10 * 365 * 86400)
+            )
+        if (v := get("MAX_BATCH")) is not None:
+            values["max_batch"] = _int("EVENTSTATE_MAX_BATCH", v, 1, 10_000)
+        if (v := get("MAX_PENDING")) is not None:
+            values["max_pending"] = _int("EVENTSTATE_MAX_PENDING", v, 1, 1_000_000)
+        if (v := get("LOG_LEVEL")) is not None:
+            values["log_level"] = v.strip().upper()
+        if (v := get("ACCESS_LOG")) is not None:
+            values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a worker process."""
+        env = {
+            "EVENTSTATE_DATABASE": str(self.database),
+            "EVENTSTATE_HOST": self.host,
+            "EVENTSTATE_PORT": str(self.port),
+            "EVENTSTATE_WORKERS": str(self.workers),
+            "EVENTSTATE_SYNCHRONOUS": self.synchronous,
+            "EVENTSTATE_BUSY_TIMEOUT_MS": str(self.busy_timeout_ms),
+            "EVENTSTATE_PROTECT_READS": str(self.protect_reads).lower(),
+            "EVENTSTATE_IDEMPOTENCY_TTL_SECONDS": str(int(self.idempotency_ttl.total_seconds())),
+            "EVENTSTATE_MAX_BATCH": str(self.max_batch),
+            "EVENTSTATE_MAX_PENDING": str(self.max_pending),
+            "EVENTSTATE_LOG_LEVEL": self.log_level,
+            "EVENTSTATE_ACCESS_LOG": str(self.access_log).lower(),
+        }
+        return env  # API keys are not copied: workers inherit EVENTSTATE_API_KEYS(_FILE) as given
