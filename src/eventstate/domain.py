@@ -177,8 +177,10 @@ def evolve(head: Head, event: Event) -> Head:
     """Apply a recorded event to `head`, refusing any event that does not continue the chain."""
     if event.seq != head.version + 1:
         expected = head.version + 1
-        what = "missing" if event.seq > expected else "out of order or duplicated"
-        raise ChainBroken(expected if event.seq > expected else event.seq, f"event {what}: found seq {event.seq} where {expected} belongs")
+        raise ChainBroken(
+            expected,
+            f"expected seq {expected}, found seq {event.seq} (an event missing, reordered or inserted)",
+        )
     if event.old != head.state:
         raise ChainBroken(event.seq, "old state does not equal the previous event's new state")
     if head.timestamp is not None and event.timestamp < head.timestamp:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import ClientException
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from eventstate.commands import Command, Recorded
 from eventstate.domain import Head, parse_timestamp
@@ -76,9 +76,9 @@ def parse_idempotency_key(value: str | None) -> str | None:
                 **problems(304, 400, 401, 404)})
 def get_status(
     request: Request[Any, Any, Any],
-    as_of: Annotated[int | None, Parameter(ge=0, description="State right after this seq")] = None,
-    at: Annotated[str | None, Parameter(description="State at this RFC 3339 time")] = None,
-    if_none_match: Annotated[str | None, Parameter(header="If-None-Match")] = None,
+    as_of: Annotated[int | None, QueryParameter(ge=0, description="State right after this seq")] = None,
+    at: Annotated[str | None, QueryParameter(description="State at this RFC 3339 time")] = None,
+    if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
 ) -> Response[bytes]:
     """The current state with a strong ETag; or, with `as_of`/`at`, the state at a point in history."""
     svc = service(request)
@@ -107,8 +107,8 @@ def _moment(text: str) -> datetime:
                  **problems(400, 401, 409, 412, 413, 422, 429, 503)})
 async def post_update(
     request: Request[Any, Any, Any],
-    if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
-    idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> Response[bytes]:
     """Append one update to the log; answer with the event once it is durably committed."""
     command = Command(decode_update(await request.body()), parse_if_match(if_match),
@@ -124,10 +124,10 @@ async def post_update(
      responses={**ok(LogPage, "A page of events and the next page's URL"), **problems(400, 401)})
 def get_logs(
     request: Request[Any, Any, Any],
-    after: Annotated[int, Parameter(ge=0, le=2**63 - 1, description="Events after this seq")] = 0,
-    before: Annotated[int | None, Parameter(ge=1, le=2**63 - 1, description="Events before this seq")] = None,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
-    order: Annotated[Literal["asc", "desc"], Parameter(description="Oldest or newest first")] = "asc",
+    after: Annotated[int, QueryParameter(ge=0, le=2**63 - 1, description="Events after this seq")] = 0,
+    before: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1, description="Events before this seq")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
+    order: Annotated[Literal["asc", "desc"], QueryParameter(description="Oldest or newest first")] = "asc",
 ) -> Response[bytes]:
     """A page of the log by keyset (`after`/`before`), with `next` and a `Link: rel="next"` header."""
     descending = order == "desc"
@@ -151,7 +151,7 @@ def get_logs(
 
 @get("/logs/{seq:int}", sync_to_thread=False, summary="One event",
      responses={**ok(EventBody, "The event"), **problems(400, 401, 404)})
-def get_event(request: Request[Any, Any, Any], seq: int) -> Response[bytes]:
+def get_event(request: Request[Any, Any, Any], seq: FromPath[int]) -> Response[bytes]:
     """One event by seq, or 404."""
     return _json(unstructure_event(service(request).event(seq)))
 
