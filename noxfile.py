@@ -102,3 +102,15 @@ def image(session: nox.Session) -> None:
 
 
 # ---- deployment with Terraform (section owned by the deploy work) ----------------------------
+
+
+# ---- benchmarks (section owned by the performance work) --------------------------------------
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Print throughput, latency, start-up time and memory of `eventstate serve` (needs wrk)."""
+    session.install(".")
+    session.run("python", "bench/http_bench.py", *session.posargs)
+    if os.path.exists("bench/audit_bench.py"):  # verify and replay speed, when that work is here
+        session.run("python", "bench/audit_bench.py")
