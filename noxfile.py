@@ -93,7 +93,7 @@ def image(session: nox.Session) -> None:
     if "EVENTSTATE_BASE_IMAGE" in os.environ:
         build_args += ["--build-arg", f"BASE_IMAGE={base_image}"]
     session.run(
-        *("docker", "build", *build_args, "--tag", f"eventstate:{version}"),
+        *("docker", "build", "--force-rm", *build_args, "--tag", f"eventstate:{version}"),
         *("--tag", "eventstate:latest", "."),
         external=True,
         # The legacy builder: BuildKit would fetch its Dockerfile frontend from a registry.

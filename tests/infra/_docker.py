@@ -62,7 +62,8 @@ def engine_unreachable_reason() -> str | None:
     except subprocess.TimeoutExpired:
         return "the Docker engine did not answer `docker info` within 30 s"
     if proc.returncode != 0:
-        return f"no Docker engine is reachable: {proc.stderr.strip().splitlines()[-1:]}"
+        detail = (proc.stderr.strip().splitlines() or [f"docker info exited {proc.returncode}"])[-1]
+        return f"no Docker engine is reachable: {detail}"
     return None
 
 
@@ -108,7 +109,7 @@ def build_image(tag: str, context: Path) -> None:
         check=True,
     )
     docker(
-        *("build", "--file", str(REPO_ROOT / "Dockerfile"), "--tag", tag),
+        *("build", "--force-rm", "--file", str(REPO_ROOT / "Dockerfile"), "--tag", tag),
         *("--build-arg", f"BASE_IMAGE={base_image}", str(context)),
         timeout=600,
     )

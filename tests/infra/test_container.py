@@ -66,7 +66,11 @@ def volume(engine: None) -> Iterator[str]:
     name = f"eventstate-test-{uuid.uuid4().hex[:12]}"
     docker("volume", "create", name)
     yield name
-    docker("volume", "rm", "--force", name, check=False)
+    # Containers still using it (this fixture's teardown may run before `run`'s) go first.
+    users = docker("ps", "--all", "--quiet", "--filter", f"volume={name}").stdout.split()
+    if users:
+        docker("rm", "--force", *users, check=False)
+    docker("volume", "rm", "--force", name)
 
 
 @pytest.fixture
