@@ -1,0 +1,242 @@
+# eventstate on one EC2 instance: Amazon Linux 2023 runs the container image, the event log lives on
+# its own encrypted EBS volume, API keys come from SSM Parameter Store, and the only way in is the
+# app port from allowed_cidrs (plus SSM Session Manager; SSH only when a key is given).
+
+locals {
+  tags = merge(var.tags, {
+    Project   = "eventstate"
+    Stack     = var.name
+    ManagedBy = "terraform"
+  })
+
+  subnet_id   = coalesce(var.subnet_id, sort(data.aws_subnets.default.ids)[0])
+  registry    = split("/", aws_ecr_repository.this.repository_url)[0]
+  image       = var.image != "" ? var.image : "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+  uses_ecr    = var.image == "" || startswith(var.image, "${local.registry}/")
+  ssh_enabled = var.ssh_key_name != null
+}
+
+# Amazon Linux 2 reached end of support; AWS publishes the current AL2023 AMI id in this parameter.
+data "aws_ssm_parameter" "al2023_ami" {
+  name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+}
+
+data "aws_vpc" "default" {
+  default = true
+}
+
+data "aws_subnets" "default" {
+  filter {
+    name   = "vpc-id"
+    values = [data.aws_vpc.default.id]
+  }
+}
+
+data "aws_subnet" "this" {
+  id = local.subnet_id
+}
+
+data "aws_partition" "current" {}
+
+# ---- image -----------------------------------------------------------------------------------
+
+resource "aws_ecr_repository" "this" {
+  name = var.name
+  # Tags are immutable: the deploy session tags each build <version>-<image id>, so a tag always
+  # names the same bytes. force_delete lets destroy remove the repository with its images.
+  image_tag_mutability = "IMMUTABLE"
+  force_delete         = true
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "KMS"
+  }
+}
+
+# ---- secrets ---------------------------------------------------------------------------------
+
+resource "aws_ssm_parameter" "api_keys" {
+  name        = "/${var.name}/api-keys"
+  description = "eventstate API keys, one per line; read by the instance at boot."
+  type        = "SecureString"
+  value       = join("\n", var.api_keys)
+}
+
+# ---- identity --------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "assume_ec2" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "instance" {
+  statement {
+    sid       = "ReadApiKeys"
+    actions   = ["ssm:GetParameter"]
+    resources = [aws_ssm_parameter.api_keys.arn]
+  }
+
+  statement {
+    sid       = "DecryptApiKeys"
+    actions   = ["kms:Decrypt"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["ssm.${var.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PullImage"
+    actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+    resources = [aws_ecr_repository.this.arn]
+  }
+}
+
+resource "aws_iam_role" "instance" {
+  name               = "${var.name}-instance"
+  description        = "eventstate instance: SSM Session Manager, its API keys parameter, image pulls."
+  assume_role_policy = data.aws_iam_policy_document.assume_ec2.json
+}
+
+resource "aws_iam_role_policy_attachment" "ssm_core" {
+  role       = aws_iam_role.instance.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy" "instance" {
+  name   = "${var.name}-instance"
+  role   = aws_iam_role.instance.id
+  policy = data.aws_iam_policy_document.instance.json
+}
+
+resource "aws_iam_instance_profile" "instance" {
+  name = "${var.name}-instance"
+  role = aws_iam_role.instance.name
+}
+
+# ---- network ---------------------------------------------------------------------------------
+
+resource "aws_security_group" "instance" {
+  name        = "${var.name}-instance"
+  description = "eventstate: the app port from allowed CIDRs only; HTTPS out for packages, ECR, SSM"
+  vpc_id      = data.aws_subnet.this.vpc_id
+
+  ingress {
+    description = "eventstate API from the allowed CIDRs"
+    from_port   = var.app_port
+    to_port     = var.app_port
+    protocol    = "tcp"
+    cidr_blocks = var.allowed_cidrs
+  }
+
+  dynamic "ingress" {
+    for_each = local.ssh_enabled && length(var.ssh_cidrs) > 0 ? [1] : []
+    content {
+      description = "SSH from the operator CIDRs (only with ssh_key_name)"
+      from_port   = 22
+      to_port     = 22
+      protocol    = "tcp"
+      cidr_blocks = var.ssh_cidrs
+    }
+  }
+
+  # Boot needs HTTPS only: dnf repositories, ECR and its S3 layers, SSM. DNS and NTP go to the
+  # VPC resolver and the Amazon Time Sync link-local address, which security groups do not filter.
+  egress {
+    description = "HTTPS to package repositories, ECR, S3 and SSM endpoints"
+    from_port   = 443
+    to_port     = 443
+    protocol    = "tcp"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  tags = { Name = "${var.name}-instance" }
+}
+
+# ---- storage and compute ---------------------------------------------------------------------
+
+resource "aws_ebs_volume" "data" {
+  availability_zone = data.aws_subnet.this.availability_zone
+  size              = var.data_volume_size
+  type              = "gp3"
+  encrypted         = true
+  snapshot_id       = var.data_snapshot_id
+  # Unless destroy_data_volume is set, destroy snapshots the event log before deleting the volume.
+  final_snapshot = !var.destroy_data_volume
+
+  tags = { Name = "${var.name}-data" }
+}
+
+module "user_data" {
+  source = "../modules/user-data"
+
+  image              = local.image
+  app_port           = var.app_port
+  data_volume_id     = aws_ebs_volume.data.id
+  api_keys_parameter = aws_ssm_parameter.api_keys.name
+  aws_region         = var.region
+  registry           = local.uses_ecr ? local.registry : ""
+  ready_timeout      = var.ready_timeout
+}
+
+resource "aws_instance" "this" {
+  ami                    = data.aws_ssm_parameter.al2023_ami.insecure_value
+  instance_type          = var.instance_type
+  subnet_id              = local.subnet_id
+  vpc_security_group_ids = [aws_security_group.instance.id]
+  iam_instance_profile   = aws_iam_instance_profile.instance.name
+  key_name               = var.ssh_key_name
+  ebs_optimized          = true
+  monitoring             = false
+
+  user_data                   = module.user_data.rendered
+  user_data_replace_on_change = true
+
+  metadata_options {
+    http_endpoint = "enabled"
+    http_tokens   = "required"
+    # 2 so that processes in containers (one hop further) can still reach IMDSv2.
+    http_put_response_hop_limit = 2
+    instance_metadata_tags      = "disabled"
+  }
+
+  root_block_device {
+    volume_type           = "gp3"
+    volume_size           = var.root_volume_size
+    encrypted             = true
+    delete_on_termination = true
+    tags                  = merge(local.tags, { Name = "${var.name}-root" })
+  }
+
+  lifecycle {
+    # A newer AMI appears every few weeks; replacing the instance for it is a deliberate act
+    # (terraform apply -replace=aws_instance.this), not a side effect of the next deploy.
+    ignore_changes = [ami]
+  }
+
+  tags = { Name = var.name }
+}
+
+resource "aws_volume_attachment" "data" {
+  device_name = "/dev/sdf"
+  volume_id   = aws_ebs_volume.data.id
+  instance_id = aws_instance.this.id
+  # Stop the instance before detaching so SQLite is not cut off mid-write on replacement or destroy.
+  stop_instance_before_detaching = true
+}

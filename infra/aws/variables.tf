@@ -1,0 +1,177 @@
+variable "name" {
+  description = "Name of the stack: prefixes every resource and tags it (Name, Project)."
+  type        = string
+  default     = "eventstate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "The name must be 3-32 lower-case letters, digits or '-', starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.region))
+    error_message = "The region must look like eu-west-1."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type (x86_64, since the AMI is the x86_64 Amazon Linux 2023 image)."
+  type        = string
+  default     = "t3.micro"
+
+  validation {
+    # Graviton families (a1, *g, *gd, *gn) would not boot the x86_64 AMI.
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type)) && !can(regex("^(a1|[a-z]+[0-9]+g[a-z]*)\\.", var.instance_type))
+    error_message = "The instance type must be an x86_64 type such as t3.micro (no Graviton families)."
+  }
+}
+
+variable "root_volume_size" {
+  description = "Size in GiB of the encrypted gp3 root volume (Amazon Linux 2023 needs at least 8)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.root_volume_size >= 8 && var.root_volume_size <= 64
+    error_message = "The root volume must be 8-64 GiB."
+  }
+}
+
+variable "data_volume_size" {
+  description = "Size in GiB of the encrypted gp3 EBS volume that holds the event log."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.data_volume_size >= 1 && var.data_volume_size <= 1024
+    error_message = "The data volume must be 1-1024 GiB."
+  }
+}
+
+variable "data_snapshot_id" {
+  description = "Snapshot to create the data volume from, e.g. the final snapshot a previous destroy took; null for a blank volume."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.data_snapshot_id == null || can(regex("^snap-[0-9a-f]{8,17}$", var.data_snapshot_id))
+    error_message = "The snapshot id must look like snap-0123456789abcdef0."
+  }
+}
+
+variable "destroy_data_volume" {
+  description = "Whether destroy may delete the data volume without a snapshot. By default (false) destroy takes a final snapshot of it first, so the event log outlives the stack."
+  type        = bool
+  default     = false
+}
+
+variable "allowed_cidrs" {
+  description = "CIDR blocks allowed to reach the app port; the deploy session passes the deploying machine's public IP as a /32."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0)) && can(regex("^[0-9.]+/[0-9]+$", c))])
+    error_message = "Give at least one IPv4 CIDR block such as 203.0.113.7/32."
+  }
+
+  validation {
+    condition     = var.allow_public_ingress || alltrue([for c in var.allowed_cidrs : !endswith(c, "/0")])
+    error_message = "0.0.0.0/0 would expose the API to the whole internet; set allow_public_ingress = true if that is really meant."
+  }
+}
+
+variable "allow_public_ingress" {
+  description = "Whether allowed_cidrs may contain 0.0.0.0/0."
+  type        = bool
+  default     = false
+}
+
+variable "app_port" {
+  description = "Port the service is published on (the container listens on 5000)."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.app_port >= 1024 && var.app_port <= 65535
+    error_message = "The port must be an unprivileged port number (1024-65535)."
+  }
+}
+
+variable "ssh_key_name" {
+  description = "Name of an existing EC2 key pair to allow SSH with; null (the default) means no key and no port 22: use SSM Session Manager."
+  type        = string
+  default     = null
+}
+
+variable "ssh_cidrs" {
+  description = "CIDR blocks allowed to reach port 22; used only with ssh_key_name."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.ssh_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "SSH CIDR blocks must be valid and narrower than 0.0.0.0/0."
+  }
+
+  validation {
+    condition     = length(var.ssh_cidrs) == 0 || var.ssh_key_name != null
+    error_message = "ssh_cidrs needs ssh_key_name: without a key there is no SSH access to open."
+  }
+}
+
+variable "api_keys" {
+  description = "API keys accepted by POST /update, stored as an SSM SecureString that the instance reads at boot."
+  type        = list(string)
+  sensitive   = true
+
+  validation {
+    condition     = length(var.api_keys) > 0 && alltrue([for k in var.api_keys : length(k) >= 16 && can(regex("^[!-~]+$", k))])
+    error_message = "Give at least one API key; each must be at least 16 printable characters without spaces."
+  }
+}
+
+variable "image" {
+  description = "Image reference to run. Empty (the default) runs image_tag from the ECR repository this stack creates, to which `nox -s deploy` pushes."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.image == "" || can(regex("^[a-z0-9][a-z0-9._/:@-]*$", var.image))
+    error_message = "The image must be a lower-case image reference (registry/name:tag or @digest)."
+  }
+}
+
+variable "image_tag" {
+  description = "Tag in the stack's ECR repository to run when image is empty."
+  type        = string
+  default     = "latest"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "The tag must be a valid image tag."
+  }
+}
+
+variable "subnet_id" {
+  description = "Subnet to launch in (it needs a route to the internet); null picks a subnet of the default VPC."
+  type        = string
+  default     = null
+}
+
+variable "ready_timeout" {
+  description = "Seconds the boot script waits for /health/ready before it reports failure."
+  type        = number
+  default     = 600
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,19 @@
+# Renders the EC2 user data: bootstrap/eventstate-boot.sh plus the parameters it runs with.
+# No resources and no provider, so `terraform test` exercises it anywhere.
+
+locals {
+  bootstrap_dir = "${path.module}/../../../bootstrap"
+
+  user_data = templatefile("${local.bootstrap_dir}/user-data.sh.tftpl", {
+    image              = var.image
+    container_name     = var.container_name
+    app_port           = var.app_port
+    data_dir           = var.data_dir
+    data_volume_id     = var.data_volume_id
+    api_keys_parameter = var.api_keys_parameter
+    aws_region         = var.aws_region
+    registry           = var.registry
+    ready_timeout      = var.ready_timeout
+    boot_script        = trimsuffix(file("${local.bootstrap_dir}/eventstate-boot.sh"), "\n")
+  })
+}
