@@ -112,12 +112,15 @@ fetch_api_keys() {
     )
 }
 
+ecr_login_once() {
+    aws ecr get-login-password --region "$1" |
+        docker login --username AWS --password-stdin "$2" >/dev/null
+}
+
 registry_login() {
     local registry="$1" region="$2"
     log "logging in to $registry"
-    retry 20 6 bash -o pipefail -c \
-        'aws ecr get-login-password --region "$1" | docker login --username AWS --password-stdin "$2"' \
-        _ "$region" "$registry" || die "cannot log in to $registry"
+    retry 20 6 ecr_login_once "$region" "$registry" || die "cannot log in to $registry"
 }
 
 container_uid() {
