@@ -9,14 +9,24 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from eventstate.domain import ChainBroken, Event, Head, evolve, format_timestamp, parse_timestamp
-from eventstate.eventlog import EventLog, LogError, row_to_event
+from eventstate.domain import (
+    ChainBroken,
+    Event,
+    Head,
+    evolve,
+    fold_rows,
+    format_timestamp,
+    parse_timestamp,
+)
+from eventstate.eventlog import EventLog, LogError, Snapshot, row_to_event
 from eventstate.serialization import (
     decode_json,
     encode,
@@ -25,10 +35,21 @@ from eventstate.serialization import (
     unstructure_status,
 )
 
-CSV_COLUMNS = ("seq", "timestamp", "old_counter", "old_message", "new_counter", "new_message", "hash")
+CSV_COLUMNS = (
+    "seq",
+    "timestamp",
+    "old_counter",
+    "old_message",
+    "new_counter",
+    "new_message",
+    "hash",
+)
+# Audits read every row, not only seq > 0: a forged row at seq 0 or below must not hide from them.
+LOWEST_SEQ = -(2**63)
+CHUNK = 4096
 
 
-class AuditFailed(Exception):
+class AuditFailed(Exception):  # noqa: N818 - a public name the CLI and tests already use
     """The log (or an export) does not verify; carries the first broken seq."""
 
     def __init__(self, error: ChainBroken) -> None:
@@ -40,13 +61,24 @@ def _progress(total: int, label: str) -> AbstractContextManager[Callable[[int], 
     """A progress bar on a terminal (stderr), a no-op otherwise."""
     if not sys.stderr.isatty() or total < 10_000:
         return nullcontext(lambda _n: None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    # Imported only for a terminal: rich costs start-up time that piped runs need not pay.
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     class _Bar(AbstractContextManager[Callable[[int], None]]):
         def __enter__(self) -> Callable[[int], None]:
-            self._p = Progress("[progress.description]{task.description}", BarColumn(),
-                               MofNCompleteColumn(), TimeRemainingColumn(),
-                               console=None, transient=True)
+            self._p = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=None,
+                transient=True,
+            )
             self._p.start()
             task = self._p.add_task(label, total=total)
             return lambda n: self._p.update(task, completed=n)
@@ -57,8 +89,9 @@ def _progress(total: int, label: str) -> AbstractContextManager[Callable[[int], 
     return _Bar()
 
 
-def check_chain(events: Iterator[Event], tick: Callable[[int], None] | None = None,
-                start: Head | None = None) -> Head:
+def check_chain(
+    events: Iterator[Event], tick: Callable[[int], None] | None = None, start: Head | None = None
+) -> Head:
     """Fold `events`, checking every link; raise ChainBroken at the first bad one."""
     head = Head() if start is None else start
     for event in events:
@@ -68,29 +101,101 @@ def check_chain(events: Iterator[Event], tick: Callable[[int], None] | None = No
     return head
 
 
+def _fold_snapshot(snap: Snapshot, *, until: int | None, tick: Callable[[int], None]) -> Head:
+    """Fold every row of `snap` up to `until` in chunks, checking the chain; raise ChainBroken."""
+    rows = snap.rows(after=LOWEST_SEQ, until=until, batch=CHUNK)
+    head = Head()
+    while True:
+        try:
+            chunk = list(islice(rows, CHUNK))
+            if not chunk:
+                return head
+            head = fold_rows(chunk, head)
+        except (TypeError, AttributeError, ValueError):
+            # A value no eventstate writes: a blob, a string where a counter belongs.
+            raise _unreadable_row(snap, head) from None
+        except sqlite3.OperationalError as e:
+            if "decode" not in str(e):
+                raise
+            raise _unreadable_row(snap, head) from None
+        tick(head.version)
+
+
+def _unreadable_row(snap: Snapshot, head: Head) -> ChainBroken:
+    """The first row after `head` holding a value of the wrong type or undecodable text."""
+    for seq in range(head.version + 1, head.version + CHUNK + 2):
+        try:
+            event = snap.event(seq)
+        except sqlite3.OperationalError as e:
+            return ChainBroken(seq, f"a column is not valid text ({e})")
+        if event is None or not _well_typed(event):
+            break
+    return ChainBroken(seq, "a column holds a value of the wrong type (edited outside eventstate)")
+
+
+def _well_typed(event: Event) -> bool:
+    fields = (
+        event.old.counter,
+        event.new.counter,
+        event.timestamp,
+        event.old.message,
+        event.new.message,
+        event.hash,
+    )
+    return [type(f) for f in fields] == [int, int, str, str, str, str]
+
+
+def _head_mismatch(head: Head, recorded: tuple[int, str]) -> ChainBroken:
+    """Where a log whose chain verifies contradicts the head recorded beside it."""
+    recorded_seq, recorded_hash = recorded
+    if recorded_seq > head.version:
+        return ChainBroken(
+            head.version + 1,
+            f"event missing: the log ends at seq {head.version} but "
+            f"its recorded head is seq {recorded_seq} (events removed from the end)",
+        )
+    if recorded_seq < head.version:
+        return ChainBroken(
+            recorded_seq + 1,
+            f"the log goes on to seq {head.version} past its "
+            f"recorded head, seq {recorded_seq} (events added, or the head record edited)",
+        )
+    return ChainBroken(
+        head.version,
+        f"hash differs from the recorded head {recorded_hash} "
+        "(the last event was rewritten, or the head record edited)",
+    )
+
+
 def verify(log: EventLog, *, expect_head: tuple[int, str] | None = None) -> Head:
     """Check the whole log in one snapshot; return its head or raise AuditFailed."""
     with log.snapshot() as snap:
         total = snap.max_seq()
         with _progress(total, "verifying") as tick:
             try:
-                head = check_chain(snap.events(), tick)
+                head = _fold_snapshot(snap, until=None, tick=tick)
             except ChainBroken as e:
                 raise AuditFailed(e) from None
+            stray = snap.count() - head.version
         recorded = snap.recorded_head()
         anchored = None if expect_head is None else snap.event(expect_head[0])
+    if stray:
+        # Every row above LOWEST_SEQ was folded, so the one left over sits exactly there.
+        raise AuditFailed(
+            ChainBroken(1, f"expected seq 1, found seq {LOWEST_SEQ} (an event inserted)")
+        )
     if recorded != (head.version, head.hash):
-        raise AuditFailed(ChainBroken(
-            min(recorded[0], head.version) + 1,
-            f"the log ends at seq {head.version} but its recorded head is seq {recorded[0]} "
-            "(events removed from the end, or the head record was edited)",
-        ))
+        raise AuditFailed(_head_mismatch(head, recorded))
     if expect_head is not None:
         seq, digest = expect_head
         if anchored is None:
-            raise AuditFailed(ChainBroken(seq, f"the log ends at seq {head.version}, before the anchor"))
+            raise AuditFailed(
+                ChainBroken(seq, f"the log ends at seq {head.version}, before the anchor")
+            )
         if anchored.hash != digest:
-            raise AuditFailed(ChainBroken(seq, "hash differs from the anchor: history was rewritten"))
+            raise AuditFailed(
+                ChainBroken(seq, "hash differs from the anchor: history was rewritten")
+            )
     return head
 
 
@@ -102,10 +207,12 @@ def replay(log: EventLog, *, until_seq: int | None = None, at: str | None = None
             until = snap.seq_at(at)
         if until is not None and until > snap.max_seq():
             raise LogError(f"there is no event {until}; the log is at version {snap.max_seq()}")
+        if until is not None and until < 0:
+            raise LogError(f"--until-seq must be 0 or more, not {until}")
         total = snap.max_seq() if until is None else until
         with _progress(total, "replaying") as tick:
             try:
-                return check_chain(snap.events(until=until), tick)
+                return _fold_snapshot(snap, until=until, tick=tick)
             except ChainBroken as e:
                 raise AuditFailed(e) from None
 
@@ -118,16 +225,29 @@ def _anchor(text: str) -> tuple[int, str]:
         raise argparse.ArgumentTypeError("expected SEQ:HASH, e.g. 1000:3f5a…") from None
 
 
+class _AuditedLog(EventLog):
+    """A read-only log that opens even when its recorded head disagrees with its events.
+
+    `EventLog.open` refuses such a file and says to run `verify`; the audit commands are what
+    must then open it, so they report the mismatch themselves, with the seq where it begins.
+    """
+
+    def _check_head(self) -> None:
+        pass
+
+
 def _open_ro(path: str) -> EventLog:
-    return EventLog.open(path, readonly=True)
+    return _AuditedLog.open(path, readonly=True)
 
 
 def _print_head(head: Head, as_json: bool, out: IO[str]) -> None:
     if as_json:
         out.write(encode(unstructure_status(head)).decode() + "\n")
     else:
-        out.write(f"version {head.version}  counter {head.state.counter}  message {head.state.message!r}  "
-                  f"updated_at {head.timestamp or '-'}\n")
+        out.write(
+            f"version {head.version}  counter {head.state.counter}  "
+            f"message {head.state.message!r}  updated_at {head.timestamp or '-'}\n"
+        )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -142,8 +262,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     finally:
         log.close()
     if args.json:
-        print(encode({"ok": True, "events": head.version, "head_seq": head.version,
-                      "head_hash": head.hash}).decode())
+        print(
+            encode(
+                {
+                    "ok": True,
+                    "events": head.version,
+                    "head_seq": head.version,
+                    "head_hash": head.hash,
+                }
+            ).decode()
+        )
     else:
         print(f"ok: {head.version} events, chain intact; head {head.version}:{head.hash}")
     return 0
@@ -155,7 +283,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         try:
             at = format_timestamp(parse_timestamp(args.at))
         except ValueError:
-            raise LogError(f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}") from None
+            raise LogError(
+                f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}"
+            ) from None
     log = _open_ro(args.database)
     try:
         head = replay(log, until_seq=args.until_seq, at=at)
@@ -171,7 +301,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _output(path: str | None) -> AbstractContextManager[IO[bytes]]:
     if path is None or path == "-":
         return nullcontext(sys.stdout.buffer)
-    return open(path, "xb")  # noqa: SIM115 - closed by the caller's with-block
+    try:
+        return open(path, "xb")
+    except FileExistsError:
+        raise LogError(f"{path} already exists; choose a new file for the export") from None
+    except OSError as e:
+        raise LogError(f"cannot create {path}: {e.strerror}") from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -187,8 +322,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 writer = csv.writer(text, lineterminator="\n")
                 writer.writerow(CSV_COLUMNS)
                 for e in events:
-                    writer.writerow((e.seq, e.timestamp, e.old.counter, e.old.message,
-                                     e.new.counter, e.new.message, e.hash))
+                    writer.writerow(
+                        (
+                            e.seq,
+                            e.timestamp,
+                            e.old.counter,
+                            e.old.message,
+                            e.new.counter,
+                            e.new.message,
+                            e.hash,
+                        )
+                    )
                 text.detach()
             out.flush()
     finally:
@@ -233,15 +377,19 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         raise LogError(f"{dest} already exists; choose a new file for the backup")
     log = _open_ro(args.database)
     try:
-        log.backup_to(dest)
+        # In one step: a step-wise copy restarts whenever a writer commits, so under steady
+        # writes it might never finish; one step reads a single consistent snapshot.
+        log.backup_to(dest, pages_per_step=-1)
     finally:
         log.close()
     copy = _open_ro(str(dest))
     try:
         head = verify(copy)
     except AuditFailed as e:
-        print(f"eventstate: backup FAILED verification at seq {e.error.seq}: {e.error.reason}",
-              file=sys.stderr)
+        print(
+            f"eventstate: backup FAILED verification at seq {e.error.seq}: {e.error.reason}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         copy.close()
@@ -254,8 +402,12 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("verify", help="check the whole log's hash chain")
     p.add_argument("--database", required=True)
     p.add_argument("--json", action="store_true", help="print a JSON result")
-    p.add_argument("--expect-head", type=_anchor, metavar="SEQ:HASH",
-                   help="also require the event at SEQ to carry HASH (an anchor you recorded earlier)")
+    p.add_argument(
+        "--expect-head",
+        type=_anchor,
+        metavar="SEQ:HASH",
+        help="also require the event at SEQ to carry HASH (an anchor you recorded earlier)",
+    )
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser("replay", help="fold the log to the state at a point in history")
