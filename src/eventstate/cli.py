@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,10 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"{PROG}: serving {settings.database} on http://{settings.host}:{settings.port} "
           f"({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
           f"synchronous={settings.synchronous})", file=sys.stderr, flush=True)
+    # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler turns that
+    # into a normal return, so a drained SIGTERM/SIGINT exits 0 as supervisors expect.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     uvicorn.run(
         "eventstate.app:app_from_env", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, loop=loop, http=http, lifespan="on",

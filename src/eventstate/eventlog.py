@@ -123,7 +123,7 @@ def _event_row(event: Event) -> dict[str, Any]:
 
 
 def _describe(path: Path, error: BaseException) -> str:
-    text = str(error)
+    text = str(getattr(error, "orig", None) or error).splitlines()[0]
     if "not a database" in text or "malformed" in text:
         return f"{path} is not a valid SQLite database (corrupt or truncated): {text}"
     return f"cannot use database {path}: {text}"
@@ -256,18 +256,18 @@ class EventLog:
 
     def _prepare(self, *, create: bool) -> None:
         raw = self._raw_reader
-        if create:
-            # Persistent, and a no-op when already set; must run outside any transaction.
-            raw.execute("PRAGMA journal_mode=WAL")
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "eventstate_meta" not in tables:
             if tables:
                 raise LogError(f"{self.path} is a SQLite database but not an eventstate log")
             if not create:
                 raise LogError(f"{self.path} is empty: no eventstate log has been written to it")
+            raw.execute("PRAGMA journal_mode=WAL")  # persistent; must run outside a transaction
             self._create_schema()
         else:
             self._check_version()
+            if create:
+                raw.execute("PRAGMA journal_mode=WAL")
         self._check_head()
 
     def _create_schema(self) -> None:
