@@ -32,3 +32,8 @@ output "api_keys_parameter" {
   description = "Name of the SSM SecureString holding the API keys."
   value       = aws_ssm_parameter.api_keys.name
 }
+
+output "region" {
+  description = "Region the stack is deployed in."
+  value       = var.region
+}

@@ -1,0 +1,386 @@
+"""plan, deploy and destroy for the `aws` and `local` targets (`nox -s plan|deploy|destroy`).
+
+deploy = init -> plan summary -> apply -> wait for /health/ready -> GET /status -> print the URL.
+destroy = destroy -> confirm the state is empty. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from eventstate.deploy.terraform import Plan, Terraform, cli_config, find_provider_mirror
+
+TARGETS = ("aws", "local")
+LOCAL_IMAGE = "eventstate:latest"
+STATE_ENV = "EVENTSTATE_DEPLOY_STATE"
+# Files whose change makes the locally built image stale.
+_IMAGE_INPUTS = ("Dockerfile", "pyproject.toml", ".dockerignore", "src")
+
+
+class DeployError(RuntimeError):
+    """A deployment step failed in a way the operator must act on; the message says how."""
+
+
+@attrs.frozen
+class Target:
+    """A deployment target: its Terraform root module and where its state is kept."""
+
+    name: str
+    root: Path
+    state_dir: Path
+
+    @property
+    def module_dir(self) -> Path:
+        """The Terraform root module of this target."""
+        return self.root / "infra" / self.name
+
+    @property
+    def api_keys_file(self) -> Path:
+        """The API keys this target's service accepts, one per line (created on first deploy)."""
+        return self.state_dir / "api-keys"
+
+    @property
+    def inputs_file(self) -> Path:
+        """The non-secret variables of the last deploy, reused by destroy."""
+        return self.state_dir / "inputs.json"
+
+    @classmethod
+    def named(cls, name: str, root: Path) -> Target:
+        """The target NAME of the checkout at ROOT; its state is under infra/.state/ by default."""
+        if name not in TARGETS:
+            raise DeployError(f"unknown target {name!r}: choose one of {', '.join(TARGETS)}")
+        state_root = Path(os.environ.get(STATE_ENV) or root / "infra" / ".state")
+        return cls(name=name, root=root.resolve(), state_dir=(state_root / name).resolve())
+
+
+def terraform_for(target: Target) -> Terraform:
+    """The Terraform adapter for TARGET, using a hashicorp/aws mirror when the machine has one."""
+    env: dict[str, str] = {}
+    mirror = find_provider_mirror()
+    if mirror is not None and target.name == "aws":
+        target.state_dir.mkdir(parents=True, exist_ok=True)
+        config = target.state_dir / "terraform.rc"
+        config.write_text(cli_config(mirror))
+        env["TF_CLI_CONFIG_FILE"] = str(config)
+    return Terraform(target.module_dir, target.state_dir, env=env)
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+
+def plan(target: Target, *, say: Callable[[str], None] = print) -> Plan:
+    """Show what deploy would change on TARGET, changing nothing."""
+    tf = terraform_for(target)
+    tf.init()
+    variables = _variables(target, build_command=None, push=False)
+    result = tf.plan(variables)
+    say(summary(result))
+    return result
+
+
+def deploy(
+    target: Target,
+    *,
+    build_command: str | None = None,
+    ready_timeout: float | None = None,
+    say: Callable[[str], None] = print,
+) -> str:
+    """Bring TARGET to a healthy service and return its URL."""
+    tf = terraform_for(target)
+    tf.init()
+    variables = _variables(target, build_command=build_command, push=True, tf=tf, say=say)
+    result = tf.plan(variables)
+    say(summary(result))
+    if result.has_changes:
+        tf.apply(result)
+    else:
+        result.path.unlink(missing_ok=True)
+    _save_inputs(target, variables)
+    url = str(tf.outputs()["url"])
+    timeout = ready_timeout or (900.0 if target.name == "aws" else 180.0)
+    wait_until_ready(url, timeout=timeout)
+    status = fetch_status(url)
+    say(f"GET {url}/status -> {json.dumps(status)}")
+    say(f"eventstate is up at {url}")
+    say(f"API keys (X-API-KEY for POST /update): {target.api_keys_file}")
+    if target.name == "aws":
+        say(f"shell: aws ssm start-session --target {tf.outputs()['instance_id']}")
+    return url
+
+
+def destroy(target: Target, *, say: Callable[[str], None] = print) -> None:
+    """Remove everything deploy created on TARGET and confirm that the state is empty."""
+    tf = terraform_for(target)
+    tf.init()
+    if not tf.resources():
+        say(f"nothing deployed on {target.name}")
+        return
+    tf.destroy(_saved_variables(target))
+    left = tf.resources()
+    if left:
+        raise DeployError(f"destroy left resources in the state: {', '.join(left)}")
+    say(f"destroyed: the {target.name} state is empty")
+
+
+def summary(result: Plan) -> str:
+    """One line per change and a count line, as an operator would want to read before apply."""
+    if not result.has_changes:
+        return "plan: no changes"
+    lines = [f"  {'/'.join(c.actions):>14}  {c.address}" for c in result.changes]
+    counts = ", ".join(f"{n} to {action}" for action, n in result.counts().items() if n)
+    return "\n".join(["plan:", *lines, f"plan: {counts}"])
+
+
+# ---- health ------------------------------------------------------------------------------------
+
+
+def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0) -> None:
+    """Poll URL/health/ready until it answers 200, showing progress; fail after TIMEOUT seconds."""
+    started = time.monotonic()
+    ready = f"{url}/health/ready"
+    tty = sys.stderr.isatty()
+    last_line = -10.0
+    while True:
+        elapsed = time.monotonic() - started
+        if _http_status(ready) == 200:
+            sys.stderr.write(f"\r{ready}: ready after {elapsed:.0f}s\n")
+            return
+        if elapsed >= timeout:
+            raise DeployError(f"{ready} was not ready within {timeout:.0f}s")
+        if tty:
+            sys.stderr.write(f"\rwaiting for {ready}: {elapsed:.0f}s / {timeout:.0f}s")
+        elif elapsed - last_line >= 10:
+            sys.stderr.write(f"waiting for {ready}: {elapsed:.0f}s / {timeout:.0f}s\n")
+            last_line = elapsed
+        sys.stderr.flush()
+        time.sleep(interval)
+
+
+def fetch_status(url: str) -> dict[str, Any]:
+    """GET URL/status and check it has the documented shape."""
+    with urllib.request.urlopen(f"{url}/status", timeout=10) as response:  # noqa: S310  # http(s) URL from our own output
+        body = json.load(response)
+    missing = {"counter", "message", "version", "updated_at"} - set(body)
+    if missing:
+        raise DeployError(f"GET {url}/status lacks {', '.join(sorted(missing))}: {body}")
+    return dict(body)
+
+
+def _http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # our own URL
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+# ---- variables ---------------------------------------------------------------------------------
+
+
+def _variables(
+    target: Target,
+    *,
+    build_command: str | None,
+    push: bool,
+    tf: Terraform | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    keys_file = ensure_api_keys(target.api_keys_file)
+    if target.name == "local":
+        if push:
+            ensure_local_image(target.root, build_command, say=say)
+        image_id = local_image_id() or "sha256:" + "0" * 64
+        return {
+            "image": LOCAL_IMAGE,
+            "image_id": image_id,
+            "state_dir": str(target.state_dir),
+            "api_keys_file": str(keys_file),
+            "host_port": int(os.environ.get("EVENTSTATE_LOCAL_PORT", "5000")),
+            "container_name": os.environ.get("EVENTSTATE_LOCAL_CONTAINER", "eventstate-local"),
+        }
+
+    variables: dict[str, Any] = {
+        "allowed_cidrs": allowed_cidrs(),
+        "api_keys": read_api_keys(keys_file),
+    }
+    given_image = os.environ.get("EVENTSTATE_DEPLOY_IMAGE")
+    if given_image:
+        variables["image"] = given_image
+        return variables
+    if push:
+        ensure_local_image(target.root, build_command, say=say)
+    built_id = local_image_id()
+    version = project_version(target.root)
+    variables["image_tag"] = f"{version}-{built_id[7:19]}" if built_id else version
+    if push and tf is not None:
+        _push_to_ecr(tf, variables, say=say)
+    return variables
+
+
+def _push_to_ecr(tf: Terraform, variables: dict[str, Any], *, say: Callable[[str], None]) -> None:
+    # The repository is part of the stack, so it is created first on its own, then the image goes
+    # in, then the rest of the stack is applied and the instance can pull what it names.
+    repo_plan = tf.plan(variables, targets=["aws_ecr_repository.this"])
+    if repo_plan.has_changes:
+        say(summary(repo_plan))
+        tf.apply(repo_plan)
+    else:
+        repo_plan.path.unlink(missing_ok=True)
+    repository = str(tf.outputs()["ecr_repository_url"])
+    remote = f"{repository}:{variables['image_tag']}"
+    import base64  # noqa: PLC0415
+
+    import boto3  # noqa: PLC0415  # only the aws target needs it
+
+    region = str(tf.outputs()["region"])
+    token = boto3.client("ecr", region_name=region).get_authorization_token()
+    auth = token["authorizationData"][0]
+    user, password = base64.b64decode(auth["authorizationToken"]).decode().split(":", 1)
+    registry = repository.split("/", 1)[0]
+    _run(["docker", "login", "--username", user, "--password-stdin", registry], stdin=password)
+    _run(["docker", "tag", LOCAL_IMAGE, remote])
+    say(f"pushing {remote}")
+    _run(["docker", "push", remote])
+
+
+def allowed_cidrs() -> list[str]:
+    """EVENTSTATE_ALLOWED_CIDRS (comma-separated), else this machine's public IPv4 as a /32."""
+    given = os.environ.get("EVENTSTATE_ALLOWED_CIDRS")
+    if given:
+        return [c.strip() for c in given.split(",") if c.strip()]
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=10) as response:
+            address = response.read().decode().strip()
+    except (urllib.error.URLError, OSError) as e:
+        raise DeployError(
+            "cannot detect this machine's public IP; set EVENTSTATE_ALLOWED_CIDRS=203.0.113.7/32"
+        ) from e
+    return [f"{address}/32"]
+
+
+def ensure_api_keys(path: Path) -> Path:
+    """Create PATH with one fresh random key (mode 0600) unless it already holds keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or not read_api_keys(path):
+        given = os.environ.get("EVENTSTATE_API_KEYS", "")
+        keys = [k for k in given.split(",") if k] or [secrets.token_urlsafe(32)]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(keys) + "\n")
+    return path
+
+
+def read_api_keys(path: Path) -> list[str]:
+    """The keys in PATH, one per line, blank lines ignored."""
+    if not path.exists():
+        return []
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def project_version(root: Path) -> str:
+    """The version in pyproject.toml."""
+    return str(tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"])
+
+
+def _save_inputs(target: Target, variables: dict[str, Any]) -> None:
+    public = {k: v for k, v in variables.items() if k != "api_keys"}
+    target.inputs_file.write_text(json.dumps(public, indent=2, sort_keys=True) + "\n")
+
+
+def _saved_variables(target: Target) -> dict[str, Any]:
+    saved: dict[str, Any] = {}
+    if target.inputs_file.exists():
+        saved = json.loads(target.inputs_file.read_text())
+    if target.name == "aws":
+        saved.setdefault("allowed_cidrs", ["127.0.0.1/32"])
+        saved["api_keys"] = read_api_keys(target.api_keys_file) or ["destroy-needs-no-real-key"]
+    else:
+        saved.setdefault("image_id", "sha256:" + "0" * 64)
+        saved.setdefault("state_dir", str(target.state_dir))
+        saved.setdefault("api_keys_file", str(target.api_keys_file))
+    return saved
+
+
+# ---- the local image ---------------------------------------------------------------------------
+
+
+def local_image_id(image: str = LOCAL_IMAGE) -> str | None:
+    """The content id of IMAGE on this machine's Docker engine, or None when it is missing."""
+    proc = subprocess.run(  # noqa: S603  # fixed argv, no shell
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image],  # noqa: S607  # docker from PATH
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def image_is_stale(root: Path, image: str = LOCAL_IMAGE) -> bool:
+    """Whether IMAGE is missing or older than any file it is built from."""
+    proc = subprocess.run(  # noqa: S603  # fixed argv, no shell
+        ["docker", "image", "inspect", "--format", "{{.Created}}", image],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return True
+    created = _parse_docker_time(proc.stdout.strip())
+    newest = max((_newest_mtime(root / name) for name in _IMAGE_INPUTS), default=0.0)
+    return newest > created
+
+
+def ensure_local_image(
+    root: Path, build_command: str | None, *, say: Callable[[str], None] = print
+) -> None:
+    """Build eventstate:latest with BUILD_COMMAND when it is missing or stale."""
+    if not image_is_stale(root):
+        say(f"{LOCAL_IMAGE} is up to date")
+        return
+    command = build_command or f"{shlex.quote(sys.executable)} -m nox -s image"
+    say(f"{LOCAL_IMAGE} is missing or stale: {command}")
+    _run(shlex.split(command), cwd=root)
+    if local_image_id() is None:
+        raise DeployError(f"{command!r} did not produce {LOCAL_IMAGE}")
+
+
+def _newest_mtime(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_mtime
+    if path.is_dir():
+        files = (p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        return max((p.stat().st_mtime for p in files), default=0.0)
+    return 0.0
+
+
+def _parse_docker_time(text: str) -> float:
+    # e.g. 2026-11-21T22:35:01.123456789Z; Python parses at most microseconds.
+    from datetime import datetime  # noqa: PLC0415
+
+    head, _, rest = text.partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
+    stamp = datetime.fromisoformat(head + "+00:00")
+    return stamp.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
+
+
+def _run(command: list[str], *, stdin: str | None = None, cwd: Path | None = None) -> None:
+    # The operator's own build command and docker; no shell is involved.
+    proc = subprocess.run(command, input=stdin, text=True, cwd=cwd, check=False)  # noqa: S603
+    if proc.returncode != 0:
+        raise DeployError(f"{shlex.join(command[:3])}... exited {proc.returncode}")
