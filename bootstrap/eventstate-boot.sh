@@ -138,7 +138,7 @@ wait_until_ready() {
     local url="$1" timeout="$2" deadline
     deadline=$((SECONDS + timeout))
     log "waiting up to ${timeout}s for $url"
-    until curl -fsS -o /dev/null --max-time 5 "$url"; do
+    until curl -fs -o /dev/null --max-time 5 "$url"; do
         if ((SECONDS >= deadline)); then
             docker logs --tail 50 "$name" || true
             die "$url did not answer within ${timeout}s"

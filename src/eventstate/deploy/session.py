@@ -364,7 +364,14 @@ def _newest_mtime(path: Path) -> float:
     if path.is_file():
         return path.stat().st_mtime
     if path.is_dir():
-        files = (p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        # Build by-products (bytecode, the egg-info `pip wheel` writes) are not inputs.
+        files = (
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and "__pycache__" not in p.parts
+            and not any(part.endswith(".egg-info") for part in p.parts)
+        )
         return max((p.stat().st_mtime for p in files), default=0.0)
     return 0.0
 
