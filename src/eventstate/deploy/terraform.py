@@ -100,11 +100,26 @@ class Terraform:
             working_dir=str(self.module_dir), terraform_bin_path=self.executable
         )
 
-    def init(self) -> None:
+    def init(self, *, backend: bool = True) -> None:
         """Install the providers and point the local backend at this state directory."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # The empty variables dict would otherwise become a -var-file.
-        self._call("init", backend_config={"path": str(self.state_file)}, var=None)
+        if backend:
+            self._call("init", backend_config={"path": str(self.state_file)}, var=None)
+        else:
+            self._call("init", backend=False, var=None)
+
+    def validate(self) -> None:
+        """Check the module is internally consistent (after init)."""
+        self._call("cmd", "validate")
+
+    def fmt_check(self) -> None:
+        """Fail unless every .tf file under the module directory is `terraform fmt` clean."""
+        self._call("cmd", "fmt", check=IsFlagged, recursive=IsFlagged, diff=IsFlagged)
+
+    def test(self) -> str:
+        """Run the module's `terraform test` suites and return their report."""
+        return self._call("cmd", "test")
 
     def plan(
         self, variables: Mapping[str, Any], *, destroy: bool = False, targets: Sequence[str] = ()
