@@ -67,9 +67,9 @@ def updates(count: int) -> list[Update]:
     return result
 
 
-def moment(seq: int) -> datetime:
-    """The time at which the test logs record event `seq`: one second apart from EPOCH."""
-    return EPOCH + timedelta(seconds=seq)
+def moment(seq: int, fraction: float = 0.0) -> datetime:
+    """The time at which the test logs record event `seq` (one second apart), plus `fraction` s."""
+    return EPOCH + timedelta(seconds=seq + fraction)
 
 
 def append(path: Path, items: Iterable[Update], *, per_batch: int = 1) -> Head:
