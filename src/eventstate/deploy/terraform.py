@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -175,7 +176,9 @@ class Terraform:
 
     def _call(self, method: str, *args: str, capture: bool = True, **options: Any) -> str:
         options.setdefault("no_color", IsFlagged)
-        with _environment(self.env):
+        with _environment(self.env), warnings.catch_warnings():
+            # It logs failures with the deprecated Logger.warn; our caller reports them instead.
+            warnings.filterwarnings("ignore", "The 'warn' method", DeprecationWarning)
             code, out, err = getattr(self._tf, method)(*args, capture_output=capture, **options)
         if code != 0:
             command = args[0] if method == "cmd" else method
