@@ -10,7 +10,7 @@ from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from eventstate.eventlog import EventLog
+from eventstate.eventlog import EventLog, ServerLock
 from eventstate.http import routes
 from eventstate.http.auth import api_key_guard
 from eventstate.http.problems import EXCEPTION_HANDLERS
@@ -37,16 +37,24 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        svc = EventService(
-            open_log(settings), max_batch=settings.max_batch, max_pending=settings.max_pending,
-            key_ttl=settings.idempotency_ttl,
-        )
-        svc.start()
-        app.state.service = svc
+        # One process serving alone holds the server lock and trusts its own commits; with several
+        # workers the parent holds it and every worker checks the log for the others' commits.
+        alone = settings.workers == 1
+        lock = ServerLock(settings.database) if alone else None
         try:
-            yield
+            svc = EventService(
+                open_log(settings), max_batch=settings.max_batch, max_pending=settings.max_pending,
+                key_ttl=settings.idempotency_ttl, shared=not alone,
+            )
+            svc.start()
+            app.state.service = svc
+            try:
+                yield
+            finally:
+                svc.stop()
         finally:
-            svc.stop()
+            if lock is not None:
+                lock.release()
 
     write_guards = [api_key_guard(settings.api_keys)] if settings.api_keys else []
     read_guards = write_guards if settings.protect_reads else []

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from eventstate.eventlog import EventLog, LogError
+from eventstate.eventlog import EventLog, LogError, ServerLock
 from eventstate.settings import Settings, SettingsError
 
 PROG = "eventstate"
@@ -36,12 +36,20 @@ def _serve(args: argparse.Namespace) -> int:
     # into a normal return, so a drained SIGTERM/SIGINT exits 0 as supervisors expect.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
+    # With several workers the supervising process holds the server lock for all of them; a single
+    # process takes it in the app, and probing here turns a clash into one clear line.
+    lock = ServerLock(settings.database)
+    if settings.workers == 1:
+        lock.release()
+        lock = None
     uvicorn.run(
         "eventstate.app:app_from_env", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, loop=loop, http=http, lifespan="on",
         access_log=settings.access_log, log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30, server_header=False, proxy_headers=False,
     )
+    if lock is not None:
+        lock.release()
     return 0
 
 

@@ -110,16 +110,16 @@ def row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
-def _event_row(event: Event) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "timestamp": event.timestamp,
-        "old_counter": event.old.counter,
-        "old_message": event.old.message,
-        "new_counter": event.new.counter,
-        "new_message": event.new.message,
-        "hash": event.hash,
-    }
+_INSERT_EVENTS = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_HEAD = (
+    "INSERT INTO log_head (id, seq, hash) VALUES (1, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+)
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    return (event.seq, event.timestamp, event.old.counter, event.old.message,
+            event.new.counter, event.new.message, event.hash)
 
 
 def _describe(path: Path, error: BaseException) -> str:
@@ -134,7 +134,7 @@ class WriteTransaction:
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
-        self._events: list[dict[str, Any]] = []
+        self._events: list[tuple[Any, ...]] = []
         self._keys: list[dict[str, Any]] = []
         row = conn.exec_driver_sql(
             f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1"  # noqa: S608
@@ -181,15 +181,10 @@ class WriteTransaction:
         )
 
     def _flush(self) -> None:
+        # The hot path of every commit: plain statements, no per-batch SQL construction.
         if self._events:
-            self._conn.execute(events_table.insert(), self._events)
-            upsert = sqlite_insert(head_table).values(id=1, seq=self.head.version, hash=self.head.hash)
-            self._conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[head_table.c.id],
-                    set_={"seq": upsert.excluded.seq, "hash": upsert.excluded.hash},
-                )
-            )
+            self._conn.exec_driver_sql(_INSERT_EVENTS, self._events)
+            self._conn.exec_driver_sql(_UPSERT_HEAD, (self.head.version, self.head.hash))
         if self._keys:
             self._conn.execute(idempotency_table.insert(), self._keys)
 
@@ -479,6 +474,32 @@ class EventLog:
         with self._reader_lock:
             self._reader.close()
         self._engine.dispose()
+
+
+class ServerLock:
+    """An exclusive advisory lock on `<database>.lock`, held by the one server serving a log.
+
+    A single-process server that holds it knows no other process appends, so its projection can
+    trust its own commits without asking SQLite for news on every read.
+    """
+
+    def __init__(self, database: Path) -> None:
+        import fcntl
+
+        self.path = database.with_name(database.name + ".lock")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise LogError(
+                f"another eventstate server is already serving {database}; "
+                "use --workers to serve one log from several processes"
+            ) from None
+
+    def release(self) -> None:
+        """Let another server take the log."""
+        os.close(self._fd)
 
 
 class Snapshot:

@@ -14,14 +14,19 @@ from eventstate.eventlog import EventLog
 class Projection:
     """The current head, refreshed from the log on demand and advanced by our own commits."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, *, shared: bool = True) -> None:
         self._log = log
+        self._shared = shared
         log.changed()  # prime: only commits after this point count as news
         self._head = log.head()
 
     def current(self) -> Head:
-        """The head, caught up with every commit made to the log before this call."""
-        if self._log.changed():
+        """The head, caught up with every commit made to the log before this call.
+
+        When this process is the log's only writer (`shared=False`), its own commits advance the
+        head and there is nothing else to catch up with.
+        """
+        if self._shared and self._log.changed():
             self.advance(self._log.head())
         return self._head
 

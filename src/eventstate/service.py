@@ -41,10 +41,11 @@ class EventService:
         max_batch: int,
         max_pending: int,
         key_ttl: timedelta,
+        shared: bool = True,
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.log = log
-        self.projection = Projection(log)
+        self.projection = Projection(log, shared=shared)
         self.writer = GroupCommitWriter(
             log, self.projection.advance, max_batch=max_batch, max_pending=max_pending,
             key_ttl=key_ttl, on_batch=on_batch,
@@ -98,6 +99,7 @@ class EventService:
         """Ready when the log file is the one we opened, readable, writable and the projection current."""
         try:
             self.log.ensure_same_file()
+            self.log.data_version()  # a real read of the file, even when reads need none
             head = self.projection.current()
             if head.version != self.log.head().version:
                 return Readiness(False, "the projection is behind the log", head.version)

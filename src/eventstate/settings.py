@@ -46,7 +46,7 @@ def _keys(text: str) -> tuple[str, ...]:
 class Settings:
     """Everything eventstate can be configured with; see the README's configuration table."""
 
-    database: Path = Path("eventstate.db")
+    database: Path = attrs.field(default=Path("eventstate.db"), converter=Path)
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1

@@ -89,7 +89,9 @@ class GroupCommitWriter:
         self._pending += 1
         self._queue.put((command, future))
         try:
-            return await asyncio.shield(future)
+            # A cancelled request (client gone) cancels only its future: the writer skips it, and
+            # the update, if already committed, stays committed (a retry with its key finds it).
+            return await future
         finally:
             if key is not None:
                 self._in_flight_keys.discard(key)

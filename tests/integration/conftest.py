@@ -21,7 +21,7 @@ def make_client(db_path: Path) -> Iterator[Callable[..., Client]]:
     clients: list[Client] = []
 
     def make(**overrides: Any) -> Client:
-        client = TestClient(create_app(Settings(database=db_path, **overrides)))
+        client = TestClient(create_app(Settings(**{"database": db_path, **overrides})))
         client.__enter__()
         clients.append(client)
         return client

@@ -291,10 +291,10 @@ class TestApiKeys:
                                       headers={"X-API-KEY": key}).status_code
         assert 2 == version(client)
 
-    def test_reads_stay_open_unless_protected(self, make_client):
+    def test_reads_stay_open_unless_protected(self, make_client, tmp_path):
         """Reads need no key by default; with protect_reads they do."""
         assert 200 == make_client(api_keys=self.KEYS).get("/status").status_code
-        protected = make_client(api_keys=self.KEYS, protect_reads=True)
+        protected = make_client(api_keys=self.KEYS, protect_reads=True, database=tmp_path / "p.db")
         assert 401 == protected.get("/status").status_code
         assert 401 == protected.get("/logs").status_code
         assert 200 == protected.get("/status", headers={"X-API-KEY": self.KEYS[0]}).status_code
@@ -315,3 +315,13 @@ def test_openapi_document_describes_the_contract(client):
     assert False is body["additionalProperties"]
     responses = doc["paths"]["/update"]["post"]["responses"]
     assert "application/problem+json" in responses["422"]["content"]
+
+
+def test_a_second_server_on_the_same_log_is_refused(make_client):
+    """Two single-process servers on one log would not see each other's writes: the second is refused."""
+    from eventstate.eventlog import LogError
+
+    make_client()
+    with pytest.raises(BaseExceptionGroup) as info:  # the lifespan's error, as the test client relays it
+        make_client()
+    assert info.group_contains(LogError, match="already serving")

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from litestar import Request, Response, get, post
+from litestar import Request, get, post
 from litestar.exceptions import ClientException
-from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.params import FromPath, QueryParameter
+from litestar.response.base import ASGIResponse
 
 from eventstate.commands import Command, Recorded
 from eventstate.domain import Head, parse_timestamp
@@ -18,6 +19,7 @@ from eventstate.http.schemas import (
     HealthBody,
     LogPage,
     StatusBody,
+    StatusOperation,
     UpdateOperation,
     ok,
     problems,
@@ -37,12 +39,21 @@ def service(request: Request[Any, Any, Any]) -> EventService:
     return svc
 
 
-def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response[bytes]:
-    return Response(encode(body), media_type=JSON, headers=headers, status_code=status)
+def _json(body: bytes, headers: dict[str, str] | None = None, status: int = 200) -> ASGIResponse:
+    # An ASGIResponse goes out as is: the hot paths skip Litestar's response rendering.
+    return ASGIResponse(body=body, media_type=JSON, headers=headers, status_code=status)
 
 
-def _status_response(head: Head) -> Response[bytes]:
-    return _json(unstructure_status(head), {"ETag": f'"{head.version}"'})
+def _etag(version: int) -> dict[str, str]:
+    return {"etag": f'"{version}"'}
+
+
+def _header(request: Request[Any, Any, Any], name: bytes) -> str | None:
+    """A request header read straight from the ASGI scope (names there are lower-case)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
 
 
 def parse_if_match(value: str | None) -> frozenset[int] | None:
@@ -71,15 +82,14 @@ def parse_idempotency_key(value: str | None) -> str | None:
     return key
 
 
-@get("/status", sync_to_thread=False, summary="Current state",
+@get("/status", sync_to_thread=False, summary="Current state", operation_class=StatusOperation,
      responses={**ok(StatusBody, "The state, its version and when it last changed"),
                 **problems(304, 400, 401, 404)})
 def get_status(
     request: Request[Any, Any, Any],
     as_of: Annotated[int | None, QueryParameter(ge=0, description="State right after this seq")] = None,
     at: Annotated[str | None, QueryParameter(description="State at this RFC 3339 time")] = None,
-    if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
-) -> Response[bytes]:
+) -> ASGIResponse:
     """The current state with a strong ETag; or, with `as_of`/`at`, the state at a point in history."""
     svc = service(request)
     if as_of is not None and at is not None:
@@ -90,9 +100,10 @@ def get_status(
         head = svc.status_as_of(as_of)
     else:
         head = svc.status()
+        if_none_match = _header(request, b"if-none-match")
         if if_none_match is not None and if_none_match.strip() in (f'"{head.version}"', "*"):
-            return Response(b"", status_code=304, headers={"ETag": f'"{head.version}"'})
-    return _status_response(head)
+            return ASGIResponse(body=b"", status_code=304, headers=_etag(head.version))
+    return _json(encode(unstructure_status(head)), _etag(head.version))
 
 
 def _moment(text: str) -> datetime:
@@ -105,19 +116,16 @@ def _moment(text: str) -> datetime:
 @post("/update", status_code=200, operation_class=UpdateOperation, summary="Record an update",
       responses={**ok(EventBody, "The recorded event"),
                  **problems(400, 401, 409, 412, 413, 422, 429, 503)})
-async def post_update(
-    request: Request[Any, Any, Any],
-    if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
-    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
-) -> Response[bytes]:
+async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Append one update to the log; answer with the event once it is durably committed."""
-    command = Command(decode_update(await request.body()), parse_if_match(if_match),
-                      parse_idempotency_key(idempotency_key))
+    command = Command(decode_update(await request.body()),
+                      parse_if_match(_header(request, b"if-match")),
+                      parse_idempotency_key(_header(request, b"idempotency-key")))
     recorded: Recorded = await service(request).update(command)
-    headers = {"ETag": f'"{recorded.event.seq}"'}
+    headers = _etag(recorded.event.seq)
     if recorded.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return _json(unstructure_event(recorded.event), headers)
+        headers["idempotent-replayed"] = "true"
+    return _json(encode(unstructure_event(recorded.event)), headers)
 
 
 @get("/logs", sync_to_thread=False, summary="Browse the event log",
@@ -128,7 +136,7 @@ def get_logs(
     before: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1, description="Events before this seq")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
     order: Annotated[Literal["asc", "desc"], QueryParameter(description="Oldest or newest first")] = "asc",
-) -> Response[bytes]:
+) -> ASGIResponse:
     """A page of the log by keyset (`after`/`before`), with `next` and a `Link: rel="next"` header."""
     descending = order == "desc"
     events = service(request).page(after=after, before=before, limit=limit, descending=descending)
@@ -143,31 +151,30 @@ def get_logs(
         params["limit"] = limit
         if not (descending and last <= after + 1):
             next_url = f"/logs?{urlencode(params)}"
-    headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else None
+    headers = {"link": f'<{next_url}>; rel="next"'} if next_url else None
     items = b",".join(encode(unstructure_event(e)) for e in events)
-    body = b'{"items":[' + items + b'],"next":' + encode(next_url) + b"}"
-    return Response(body, media_type=JSON, headers=headers)
+    return _json(b'{"items":[' + items + b'],"next":' + encode(next_url) + b"}", headers)
 
 
 @get("/logs/{seq:int}", sync_to_thread=False, summary="One event",
      responses={**ok(EventBody, "The event"), **problems(400, 401, 404)})
-def get_event(request: Request[Any, Any, Any], seq: FromPath[int]) -> Response[bytes]:
+def get_event(request: Request[Any, Any, Any], seq: FromPath[int]) -> ASGIResponse:
     """One event by seq, or 404."""
-    return _json(unstructure_event(service(request).event(seq)))
+    return _json(encode(unstructure_event(service(request).event(seq))))
 
 
 @get("/health/live", sync_to_thread=False, summary="Liveness", responses=ok(HealthBody, "Alive"))
-def live() -> Response[bytes]:
+def live() -> ASGIResponse:
     """The process answers."""
-    return _json({"status": "alive"})
+    return _json(b'{"status":"alive"}')
 
 
 @get("/health/ready", sync_to_thread=False, summary="Readiness",
      responses={**ok(HealthBody, "Ready to serve reads and writes"), **problems(503)})
-def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Ready: the log is reachable and writable and the projection is current."""
     state = service(request).readiness()
     if not state.ready:
         raise NotReady(state.reason)
-    return _json({"status": "ready", "version": state.version})
+    return _json(encode({"status": "ready", "version": state.version}))
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import attrs
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
 from eventstate.domain import COUNTER_MAX, COUNTER_MIN, MESSAGE_MAX_CHARS
@@ -83,14 +84,35 @@ UPDATE_SCHEMA = Schema(
 )
 
 
-@dataclass
-class UpdateOperation(Operation):
-    """The `POST /update` operation, whose body is decoded strictly by hand and documented here."""
+HEADER_DOCS = {
+    "If-Match": "Apply only if the state is at this version: an entity tag like \"42\" (or `*`)",
+    "Idempotency-Key": "A key (1-255 visible ASCII characters, quotes optional) that makes retries safe",
+    "If-None-Match": "Answer 304 if the state is still at this version",
+}
 
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=UPDATE_SCHEMA)}, required=True
-        )
+
+def documented(*headers: str, body: Schema | None = None) -> type[Operation]:
+    """An Operation class adding request headers (and a body) that the handler reads by hand."""
+
+    @dataclass
+    class _Documented(Operation):
+        def __post_init__(self) -> None:
+            self.parameters = [
+                *(self.parameters or []),
+                *(Parameter(name=h, param_in=ParamType.HEADER, required=False,
+                            schema=Schema(type=OpenAPIType.STRING), description=HEADER_DOCS[h])
+                  for h in headers),
+            ]
+            if body is not None:
+                self.request_body = RequestBody(
+                    content={"application/json": OpenAPIMediaType(schema=body)}, required=True
+                )
+
+    return _Documented
+
+
+UpdateOperation = documented("If-Match", "Idempotency-Key", body=UPDATE_SCHEMA)
+StatusOperation = documented("If-None-Match")
 
 
 _DESCRIPTIONS = {
