@@ -7,13 +7,17 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from eventstate.eventlog import EventLog, ServerLock
 from eventstate.http import routes
 from eventstate.http.auth import api_key_guard
+from eventstate.http.middleware import EdgeMiddleware
 from eventstate.http.problems import EXCEPTION_HANDLERS
+from eventstate.observability import Metrics, configure_logging
 from eventstate.service import EventService
 from eventstate.settings import Settings
 
@@ -44,8 +48,10 @@ def create_app(settings: Settings) -> Litestar:
         try:
             svc = EventService(
                 open_log(settings), max_batch=settings.max_batch, max_pending=settings.max_pending,
-                key_ttl=settings.idempotency_ttl, shared=not alone,
+                key_ttl=settings.idempotency_ttl, shared=not alone, on_batch=metrics.observe_batch,
             )
+            metrics.track(version=lambda: svc.projection.cached().version, lag=svc.lag,
+                          pending=lambda: svc.writer.pending)
             svc.start()
             app.state.service = svc
             try:
@@ -56,13 +62,19 @@ def create_app(settings: Settings) -> Litestar:
             if lock is not None:
                 lock.release()
 
+    metrics = Metrics()
     write_guards = [api_key_guard(settings.api_keys)] if settings.api_keys else []
     read_guards = write_guards if settings.protect_reads else []
-    return Litestar(
+    write_middleware = (
+        [RateLimitConfig(rate_limit=settings.write_rate_limit).middleware]  # type: ignore[arg-type]
+        if settings.write_rate_limit else []
+    )
+    app = Litestar(
         route_handlers=[
-            Router("/", route_handlers=[routes.get_status, routes.get_logs, routes.get_event],
-                   guards=read_guards),
-            Router("/", route_handlers=[routes.post_update], guards=write_guards),
+            Router("/", route_handlers=[routes.get_status, routes.get_logs, routes.get_event,
+                                        routes.metrics], guards=read_guards),
+            Router("/", route_handlers=[routes.post_update], guards=write_guards,
+                   middleware=write_middleware),
             routes.live,
             routes.ready,
         ],
@@ -76,9 +88,17 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
         logging_config=None,
+        state=State({"metrics": metrics}),
     )
+    # The edge layer wraps Litestar's whole handler (as Litestar's own OpenTelemetry plugin does),
+    # so that requests no route matched are counted and carry a request id too.
+    app.asgi_handler = EdgeMiddleware(app.asgi_handler, metrics, access_log=settings.access_log,
+                                      max_header_bytes=settings.max_header_bytes)
+    return app
 
 
 def app_from_env() -> Litestar:
     """The uvicorn factory for `eventstate serve`: settings read once from the environment."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

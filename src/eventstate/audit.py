@@ -62,6 +62,7 @@ def _progress(total: int, label: str) -> AbstractContextManager[Callable[[int], 
     if not sys.stderr.isatty() or total < 10_000:
         return nullcontext(lambda _n: None)
     # Imported only for a terminal: rich costs start-up time that piped runs need not pay.
+    from rich.console import Console  # noqa: PLC0415
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         MofNCompleteColumn,
@@ -76,7 +77,8 @@ def _progress(total: int, label: str) -> AbstractContextManager[Callable[[int], 
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
-                console=None,
+                # stderr, the terminal we checked: stdout may be a pipe carrying --json.
+                console=Console(stderr=True),
                 transient=True,
             )
             self._p.start()

@@ -19,7 +19,10 @@ class CliError(Exception):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import structlog
     import uvicorn
+
+    from eventstate.observability import configure_logging
 
     settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers,
                                  database=args.database)
@@ -29,9 +32,12 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.update(settings.to_env())
     loop = "uvloop" if _has("uvloop") else "asyncio"
     http = "httptools" if _has("httptools") else "h11"
-    print(f"{PROG}: serving {settings.database} on http://{settings.host}:{settings.port} "
-          f"({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
-          f"synchronous={settings.synchronous})", file=sys.stderr, flush=True)
+    configure_logging(settings.log_level)
+    structlog.get_logger("eventstate").info(
+        "serving", database=str(settings.database), url=f"http://{settings.host}:{settings.port}",
+        workers=settings.workers, synchronous=settings.synchronous,
+        api_keys=len(settings.api_keys), protect_reads=settings.protect_reads,
+    )
     # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler turns that
     # into a normal return, so a drained SIGTERM/SIGINT exits 0 as supervisors expect.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -45,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "eventstate.app:app_from_env", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, loop=loop, http=http, lifespan="on",
-        access_log=settings.access_log, log_level=settings.log_level.lower(),
+        access_log=False, log_config=None, log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30, server_header=False, proxy_headers=False,
     )
     if lock is not None:

@@ -51,6 +51,10 @@ class EventService:
             key_ttl=key_ttl, on_batch=on_batch,
         )
 
+    def lag(self) -> int:
+        """Events in the log that this process's projection has not seen yet."""
+        return self.log.head().version - self.projection.cached().version
+
     def start(self) -> None:
         """Start the writer (inside the running event loop)."""
         self.writer.start()

@@ -38,6 +38,17 @@ def _int(name: str, text: str, lo: int, hi: int) -> int:
     return value
 
 
+_UNITS = ("second", "minute", "hour", "day")
+
+
+def _rate(name: str, text: str) -> tuple[str, int]:
+    count, _, unit = text.strip().partition("/")
+    unit = unit.strip().lower().removesuffix("s")
+    if unit not in _UNITS or not count.strip().isdigit() or int(count) < 1:
+        raise SettingsError(f"{name} must look like 100/second (units: {', '.join(_UNITS)}), not {text!r}")
+    return unit, int(count)
+
+
 def _keys(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.replace("\n", ",").split(",") if k.strip())
 
@@ -60,6 +71,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     access_log: bool = False
+    write_rate_limit: tuple[str, int] | None = None
+    max_header_bytes: int = 16 * 1024
 
     def __attrs_post_init__(self) -> None:
         short = [k for k in self.api_keys if len(k) < MIN_API_KEY_LENGTH]
@@ -121,6 +134,10 @@ class Settings:
             values["max_pending"] = _int("EVENTSTATE_MAX_PENDING", v, 1, 1_000_000)
         if (v := get("LOG_LEVEL")) is not None:
             values["log_level"] = v.strip().upper()
+        if (v := get("WRITE_RATE_LIMIT")) is not None and v.strip():
+            values["write_rate_limit"] = _rate("EVENTSTATE_WRITE_RATE_LIMIT", v)
+        if (v := get("MAX_HEADER_BYTES")) is not None:
+            values["max_header_bytes"] = _int("EVENTSTATE_MAX_HEADER_BYTES", v, 1024, 1024 * 1024)
         if (v := get("ACCESS_LOG")) is not None:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -141,5 +158,9 @@ class Settings:
             "EVENTSTATE_MAX_PENDING": str(self.max_pending),
             "EVENTSTATE_LOG_LEVEL": self.log_level,
             "EVENTSTATE_ACCESS_LOG": str(self.access_log).lower(),
+            "EVENTSTATE_MAX_HEADER_BYTES": str(self.max_header_bytes),
+            "EVENTSTATE_WRITE_RATE_LIMIT": (
+                f"{self.write_rate_limit[1]}/{self.write_rate_limit[0]}" if self.write_rate_limit else ""
+            ),
         }
         return env  # API keys are not copied: workers inherit EVENTSTATE_API_KEYS(_FILE) as given

@@ -20,7 +20,7 @@ import attrs
 
 from eventstate.domain import Head
 from eventstate.eventlog import EventLog, LogError, LogUnavailable
-from eventstate.commands import Command, IdempotencyKeyInFlight, Outcome, apply_batch
+from eventstate.commands import Command, IdempotencyKeyInFlight, Outcome, Recorded, apply_batch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class BatchStats:
     """What one commit did, for metrics."""
 
     size: int
+    appended: int
     seconds: float
     ok: bool
 
@@ -68,6 +69,11 @@ class GroupCommitWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._last_expiry = 0.0
+
+    @property
+    def pending(self) -> int:
+        """Updates queued or being written."""
+        return self._pending
 
     def start(self) -> None:
         """Start the writer thread, bound to the running event loop."""
@@ -139,8 +145,9 @@ class GroupCommitWriter:
             log.exception("commit failed")
             results = LogUnavailable(f"the update was not recorded: {type(e).__name__}")
         if self._on_batch is not None:
-            self._on_batch(BatchStats(len(batch), time.perf_counter() - started,
-                                      not isinstance(results, BaseException)))
+            ok = not isinstance(results, BaseException)
+            appended = sum(1 for r in results if isinstance(r, Recorded) and not r.replayed) if ok else 0  # type: ignore[union-attr]
+            self._on_batch(BatchStats(len(batch), appended, time.perf_counter() - started, ok))
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._deliver, batch, results, head)
 

@@ -74,6 +74,9 @@ def _http(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if status == 413:
         detail = "the request body is larger than the limit"
     headers = dict(exc.headers or {})
+    if status == 429:
+        detail = "too many updates from this client; see Retry-After"
+        headers["Retry-After"] = str(headers.get("RateLimit-Reset", RETRY_AFTER_SECONDS))
     if status >= 500:
         log.error("server error: %s", detail)
         detail = "the server could not handle this request"

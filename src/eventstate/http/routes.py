@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from litestar import Request, get, post
 from litestar.exceptions import ClientException
 from litestar.params import FromPath, QueryParameter
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response.base import ASGIResponse
 
 from eventstate.commands import Command, Recorded
@@ -161,6 +162,18 @@ def get_logs(
 def get_event(request: Request[Any, Any, Any], seq: FromPath[int]) -> ASGIResponse:
     """One event by seq, or 404."""
     return _json(encode(unstructure_event(service(request).event(seq))))
+
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@get("/metrics", sync_to_thread=False, summary="Prometheus metrics",
+     responses={200: ResponseSpec(data_container=str, media_type=PROMETHEUS_TEXT,
+                                  description="Metrics in the Prometheus text format",
+                                  generate_examples=False), **problems(401)})
+def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Request counts and latency by route and status, commits, batch sizes, projection lag."""
+    return ASGIResponse(body=request.app.state.metrics.render(), media_type=PROMETHEUS_TEXT)
 
 
 @get("/health/live", sync_to_thread=False, summary="Liveness", responses=ok(HealthBody, "Alive"))

@@ -1,0 +1,85 @@
+"""One pure-ASGI layer around the whole app: request ids, security headers, header limits, metrics
+and the optional access log. It wraps Litestar's handler so that 404s and 405s are counted too."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+import structlog
+
+from eventstate.observability import Metrics
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+# The API serves JSON only; the interactive docs under /schema need scripts and styles.
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_TOO_LARGE = (b'{"type":"about:blank","title":"Request header fields too large","status":431,'
+              b'"detail":"the request headers are larger than the limit"}')
+
+ASGIApp = Any
+
+
+class EdgeMiddleware:
+    """Everything every HTTP response gets, at a few microseconds per request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, *, access_log: bool,
+                 max_header_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+        self.max_header_bytes = max_header_bytes
+        self.log = structlog.get_logger("eventstate.access")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = b""
+        header_bytes = 0
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
+            if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+                request_id = value
+        if not request_id:
+            request_id = secrets.token_hex(8).encode()
+        structlog.contextvars.bind_contextvars(request_id=request_id.decode())
+        extra = [(b"x-request-id", request_id), *_SECURITY_HEADERS]
+        if not scope["path"].startswith("/schema"):
+            extra.append(_API_CSP)
+        status = 500
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        if header_bytes > self.max_header_bytes:
+            await _reply(send_with_headers, 431, _TOO_LARGE)
+        else:
+            await self.app(scope, receive, send_with_headers)
+        route = scope.get("path_template") or "unmatched"
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(route, scope["method"], status).inc()
+        self.metrics.latency.labels(route, scope["method"]).observe(elapsed)
+        if self.access_log:
+            self.log.info("request", request_id=request_id.decode(), method=scope["method"],
+                          path=scope["path"], route=route, status=status,
+                          duration_ms=round(elapsed * 1000, 3))
+
+
+async def _reply(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
