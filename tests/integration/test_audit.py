@@ -10,8 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta, timezone
@@ -589,3 +593,47 @@ def test_long_work_stays_quiet_when_piped(big_log: Path) -> None:
 
     assert (0, "") == (result.code, result.err)
     assert 1 == len(result.out.splitlines())
+
+
+def test_progress_shows_on_the_terminal_and_keeps_piped_output_clean(big_log: Path) -> None:
+    """With stderr on a terminal and stdout piped: the bar on the terminal, only the JSON piped."""
+    master, terminal = pty.openpty()
+    shown: list[bytes] = []
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the terminal side closed
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "eventstate.cli",
+                "verify",
+                "--database",
+                str(big_log),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(terminal)
+        watcher.join(10)
+        os.close(master)
+
+    assert 0 == proc.returncode
+    assert 1 == len(proc.stdout.splitlines())
+    assert json.loads(proc.stdout)["ok"]
+    assert b"verifying" in b"".join(shown)
