@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             Router("/", route_handlers=[routes.get_status, routes.get_logs, routes.get_event,
-                                        routes.metrics], guards=read_guards),
+                                        routes.stream_logs, routes.metrics], guards=read_guards),
             Router("/", route_handlers=[routes.post_update], guards=write_guards,
                    middleware=write_middleware),
             routes.live,

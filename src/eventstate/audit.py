@@ -343,7 +343,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _read_export(path: Path) -> Iterator[Event]:
-    with path.open("rb") as source:
+    try:
+        source = path.open("rb")
+    except OSError as e:
+        raise LogError(f"cannot read {path}: {e.strerror}") from None
+    with source:
         for number, line in enumerate(source, 1):
             if not line.strip():
                 continue
@@ -364,13 +368,34 @@ def _cmd_import(args: argparse.Namespace) -> int:
     except ChainBroken as e:
         print(f"eventstate: import REFUSED at seq {e.seq}: {e.reason}", file=sys.stderr)
         return 1
+    # Second pass: checked again as it is written, in case the file changed in between; on any
+    # failure the new database is removed rather than left half-built.
     log = EventLog.open(target)
     try:
-        count = log.import_events(_read_export(source))
-    finally:
+        count = log.import_events(_checked(_read_export(source)))
+    except BaseException as e:
         log.close()
+        _remove_database(target)
+        if isinstance(e, ChainBroken):
+            print(f"eventstate: import REFUSED at seq {e.seq}: {e.reason}", file=sys.stderr)
+            return 1
+        raise
+    log.close()
     print(f"imported {count} events; head {head.version}:{head.hash}")
     return 0
+
+
+def _checked(events: Iterator[Event]) -> Iterator[Event]:
+    """`events`, each checked against the chain before it is passed on."""
+    head = Head()
+    for event in events:
+        head = evolve(head, event)
+        yield event
+
+
+def _remove_database(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
@@ -382,6 +407,9 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         # In one step: a step-wise copy restarts whenever a writer commits, so under steady
         # writes it might never finish; one step reads a single consistent snapshot.
         log.backup_to(dest, pages_per_step=-1)
+    except sqlite3.Error as e:
+        _remove_database(dest)
+        raise LogError(f"cannot write the backup to {dest}: {e}") from None
     finally:
         log.close()
     copy = _open_ro(str(dest))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -46,10 +48,34 @@ class EventService:
     ) -> None:
         self.log = log
         self.projection = Projection(log, shared=shared)
+        self._shared = shared
+        self._changed = asyncio.Event()
         self.writer = GroupCommitWriter(
-            log, self.projection.advance, max_batch=max_batch, max_pending=max_pending,
+            log, self._committed, max_batch=max_batch, max_pending=max_pending,
             key_ttl=key_ttl, on_batch=on_batch,
         )
+
+    def _committed(self, head: Head) -> None:
+        self.projection.advance(head)
+        self._changed.set()  # wake every tail waiting for news, then arm a fresh event
+        self._changed = asyncio.Event()
+
+    async def wait_past(self, version: int, timeout: float) -> bool:
+        """Wait until the log is past `version` or `timeout` passes; whether it moved on.
+
+        Our own commits wake waiters at once; other workers' commits are noticed by polling the
+        log's `data_version` a few times a second.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.projection.current().version <= version:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(),
+                                       min(remaining, 0.25) if self._shared else remaining)
+        return True
 
     def lag(self) -> int:
         """Events in the log that this process's projection has not seen yet."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ from litestar import Request, get, post
 from litestar.exceptions import ClientException
 from litestar.params import FromPath, QueryParameter
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
 
 from eventstate.commands import Command, Recorded
@@ -21,6 +23,7 @@ from eventstate.http.schemas import (
     LogPage,
     StatusBody,
     StatusOperation,
+    StreamOperation,
     UpdateOperation,
     ok,
     problems,
@@ -155,6 +158,50 @@ def get_logs(
     headers = {"link": f'<{next_url}>; rel="next"'} if next_url else None
     items = b",".join(encode(unstructure_event(e)) for e in events)
     return _json(b'{"items":[' + items + b'],"next":' + encode(next_url) + b"}", headers)
+
+
+HEARTBEAT_SECONDS = 15.0
+STREAM_PAGE = 500
+
+
+@get("/logs/stream", sync_to_thread=False, summary="Live tail of the log (Server-Sent Events)",
+     operation_class=StreamOperation,
+     responses={200: ResponseSpec(data_container=str, media_type="text/event-stream",
+                                  description="One `event` message per log event, id = seq; "
+                                              "`: keep-alive` comments in between",
+                                  generate_examples=False), **problems(400, 401)})
+def stream_logs(
+    request: Request[Any, Any, Any],
+    after: Annotated[int | None, QueryParameter(ge=0, le=2**63 - 1,
+                                                description="Start after this seq")] = None,
+) -> ServerSentEvent:
+    """Every event after the cursor (`after` or `Last-Event-ID`), each once and in order, then new
+    ones as they are committed, with heartbeat comments while the log is quiet."""
+    cursor = after if after is not None else _last_event_id(request)
+    return ServerSentEvent(_tail(service(request), cursor),
+                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _last_event_id(request: Request[Any, Any, Any]) -> int:
+    value = _header(request, b"last-event-id")
+    if value is None:
+        return 0
+    if not value.strip().isdigit():
+        raise ClientException("Last-Event-ID must be the seq of an event")
+    return int(value)
+
+
+async def _tail(svc: EventService, cursor: int) -> AsyncIterator[ServerSentEventMessage]:
+    while True:
+        events = svc.page(after=cursor, before=None, limit=STREAM_PAGE, descending=False)
+        for event in events:
+            yield ServerSentEventMessage(data=encode(unstructure_event(event)).decode(),
+                                         event="event", id=event.seq)
+        if events:
+            cursor = events[-1].seq
+            continue
+        if not await svc.wait_past(cursor, HEARTBEAT_SECONDS):
+            yield ServerSentEventMessage(comment="keep-alive")
 
 
 @get("/logs/{seq:int}", sync_to_thread=False, summary="One event",

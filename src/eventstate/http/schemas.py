@@ -88,6 +88,7 @@ HEADER_DOCS = {
     "If-Match": "Apply only if the state is at this version: an entity tag like \"42\" (or `*`)",
     "Idempotency-Key": "A key (1-255 visible ASCII characters, quotes optional) that makes retries safe",
     "If-None-Match": "Answer 304 if the state is still at this version",
+    "Last-Event-ID": "Resume the stream after this seq (sent by EventSource on reconnect)",
 }
 
 
@@ -113,6 +114,7 @@ def documented(*headers: str, body: Schema | None = None) -> type[Operation]:
 
 UpdateOperation = documented("If-Match", "Idempotency-Key", body=UPDATE_SCHEMA)
 StatusOperation = documented("If-None-Match")
+StreamOperation = documented("Last-Event-ID")
 
 
 _DESCRIPTIONS = {
