@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import cast
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.types import ASGIApp
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -92,8 +94,9 @@ def create_app(settings: Settings) -> Litestar:
     )
     # The edge layer wraps Litestar's whole handler (as Litestar's own OpenTelemetry plugin does),
     # so that requests no route matched are counted and carry a request id too.
-    app.asgi_handler = EdgeMiddleware(app.asgi_handler, metrics, access_log=settings.access_log,
-                                      max_header_bytes=settings.max_header_bytes)
+    edge = EdgeMiddleware(app.asgi_handler, metrics, access_log=settings.access_log,
+                          max_header_bytes=settings.max_header_bytes)
+    app.asgi_handler = cast("ASGIApp", edge)
     return app
 
 

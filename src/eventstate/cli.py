@@ -44,8 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(stop_signal, lambda *_: None)
     # With several workers the supervising process holds the server lock for all of them; a single
     # process takes it in the app, and probing here turns a clash into one clear line.
-    lock = ServerLock(settings.database)
-    if settings.workers == 1:
+    lock: ServerLock | None = ServerLock(settings.database)
+    if settings.workers == 1 and lock is not None:
         lock.release()
         lock = None
     uvicorn.run(

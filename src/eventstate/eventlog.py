@@ -110,7 +110,7 @@ def row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
-_INSERT_EVENTS = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_EVENTS = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant columns
 _UPSERT_HEAD = (
     "INSERT INTO log_head (id, seq, hash) VALUES (1, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
@@ -328,7 +328,7 @@ class EventLog:
                 self.ensure_same_file()
                 tx = WriteTransaction(conn)
                 yield tx
-                tx._flush()  # noqa: SLF001 - the transaction's own commit step
+                tx._flush()
         except sa.exc.IntegrityError as e:
             raise LogUnavailable(f"the log refused the write: {e.orig}") from e
         except sa.exc.OperationalError as e:
@@ -389,10 +389,10 @@ class EventLog:
         """Up to `limit` events by keyset: seq > after (ascending) or seq < before (descending)."""
         if descending:
             bound = before if before is not None else 2**63 - 1
-            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?"  # noqa: S608, E501
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?"  # noqa: S608
             args: tuple[int, ...] = (bound, after, limit)
         else:
-            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"  # noqa: S608, E501
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"  # noqa: S608
             args = (after, before if before is not None else 2**63 - 1, limit)
         with self._reader_lock:
             rows = self._raw_reader.execute(sql, args).fetchall()

@@ -60,7 +60,7 @@ class EventService:
         self._changed.set()  # wake every tail waiting for news, then arm a fresh event
         self._changed = asyncio.Event()
 
-    async def wait_past(self, version: int, timeout: float) -> bool:
+    async def wait_past(self, version: int, timeout: float) -> bool:  # noqa: ASYNC109 - a poll with a deadline
         """Wait until the log is past `version` or `timeout` passes; whether it moved on.
 
         Our own commits wake waiters at once; other workers' commits are noticed by polling the
@@ -137,7 +137,7 @@ class EventService:
             return Readiness(False, str(e), self.projection.cached().version)
         except (LogError, OSError) as e:
             return Readiness(False, f"the log cannot be read: {e}", self.projection.cached().version)
-        except Exception as e:  # noqa: BLE001 - any failure to read means not ready
+        except Exception as e:
             return Readiness(False, f"the log cannot be read: {type(e).__name__}",
                              self.projection.cached().version)
         if not self.log.writable():

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from eventstate.commands import Command, IdempotencyKeyInFlight, Outcome, Recorded, apply_batch
 from eventstate.domain import Head
 from eventstate.eventlog import EventLog, LogError, LogUnavailable
-from eventstate.commands import Command, IdempotencyKeyInFlight, Outcome, Recorded, apply_batch
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,11 @@ class GroupCommitWriter:
             log.exception("commit failed")
             results = LogUnavailable(f"the update was not recorded: {type(e).__name__}")
         if self._on_batch is not None:
-            ok = not isinstance(results, BaseException)
-            appended = sum(1 for r in results if isinstance(r, Recorded) and not r.replayed) if ok else 0  # type: ignore[union-attr]
-            self._on_batch(BatchStats(len(batch), appended, time.perf_counter() - started, ok))
+            appended = 0
+            if not isinstance(results, BaseException):
+                appended = sum(1 for r in results if isinstance(r, Recorded) and not r.replayed)
+            self._on_batch(BatchStats(len(batch), appended, time.perf_counter() - started,
+                                      not isinstance(results, BaseException)))
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._deliver, batch, results, head)
 

@@ -100,7 +100,7 @@ def test_bad_bodies_are_refused_with_a_problem_and_write_nothing(client, body, s
     assert response.headers["content-type"].startswith(PROBLEM)
     problem = response.json()
     assert status == problem["status"]
-    assert problem["title"] and problem["detail"] and problem["type"]
+    assert all(problem[field] for field in ("title", "detail", "type"))
     assert 0 == version(client)
 
 
@@ -310,7 +310,9 @@ def test_health_endpoints(client):
 def test_openapi_document_describes_the_contract(client):
     """The served OpenAPI document names every operation and the strict update body."""
     doc = client.get("/schema/openapi.json").json()
-    assert {"/status", "/update", "/logs", "/logs/{seq}", "/health/live", "/health/ready"} <= set(doc["paths"])
+    expected = {"/status", "/update", "/logs", "/logs/{seq}", "/logs/stream", "/metrics",
+                "/health/live", "/health/ready"}
+    assert expected <= set(doc["paths"])
     body = doc["paths"]["/update"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert False is body["additionalProperties"]
     responses = doc["paths"]["/update"]["post"]["responses"]

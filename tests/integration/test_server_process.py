@@ -89,7 +89,7 @@ def test_kill_9_during_writes_loses_no_acknowledged_update(server_factory, db_pa
 
 
 def test_two_workers_keep_a_gapless_chain_and_read_your_writes(server_factory, db_path):
-    """With --workers 2 and 8 clients, the log is gapless and chained, and no client reads an older version."""
+    """With --workers 2 and 8 clients the log is gapless and chained; no client reads an older version."""
     server = server_factory(db_path, workers=2).start()
     stale: list[tuple[int, int]] = []
     acked: list[dict] = []

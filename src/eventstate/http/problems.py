@@ -9,11 +9,11 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from eventstate.commands import IdempotencyKeyInFlight, IdempotencyKeyReused
 from eventstate.domain import InvalidUpdate, PreconditionFailed
 from eventstate.eventlog import LogError, LogUnavailable
 from eventstate.http.schemas import PROBLEM_JSON
 from eventstate.serialization import BadRequest, encode
-from eventstate.commands import IdempotencyKeyInFlight, IdempotencyKeyReused
 from eventstate.service import NotFound, NotReady
 from eventstate.writer import Overloaded
 

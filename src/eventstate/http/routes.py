@@ -10,13 +10,13 @@ from urllib.parse import urlencode
 
 from litestar import Request, get, post
 from litestar.exceptions import ClientException
-from litestar.params import FromPath, QueryParameter
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
 
 from eventstate.commands import Command, Recorded
-from eventstate.domain import Head, parse_timestamp
+from eventstate.domain import parse_timestamp
 from eventstate.http.schemas import (
     EventBody,
     HealthBody,
@@ -56,7 +56,7 @@ def _header(request: Request[Any, Any, Any], name: bytes) -> str | None:
     """A request header read straight from the ASGI scope (names there are lower-case)."""
     for key, value in request.scope["headers"]:
         if key == name:
-            return value.decode("latin-1")  # type: ignore[no-any-return]
+            return value.decode("latin-1")
     return None
 
 
@@ -137,7 +137,8 @@ async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
 def get_logs(
     request: Request[Any, Any, Any],
     after: Annotated[int, QueryParameter(ge=0, le=2**63 - 1, description="Events after this seq")] = 0,
-    before: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1, description="Events before this seq")] = None,
+    before: Annotated[int | None,
+                      QueryParameter(ge=1, le=2**63 - 1, description="Events before this seq")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
     order: Annotated[Literal["asc", "desc"], QueryParameter(description="Oldest or newest first")] = "asc",
 ) -> ASGIResponse:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import attrs
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.enums import ParamType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
