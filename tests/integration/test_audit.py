@@ -266,9 +266,7 @@ def test_replay_refuses_a_seq_past_the_head(log: Path) -> None:
         (moment(N + 100), N),  # after the last event
     ],
 )
-def test_replay_at_picks_the_last_event_at_or_before_that_time(
-    log: Path, at: Any, seq: int
-) -> None:
+def test_replay_at_picks_the_last_event_at_or_before_that_time(log: Path, at: Any, seq: int) -> None:
     """`--at T` is the state after the last event stamped at or before T."""
     result = run_main("replay", "--database", log, "--at", at.isoformat(), "--json")
 
@@ -487,6 +485,18 @@ def test_import_names_the_line_of_a_malformed_export(log: Path, tmp_path: Path) 
     assert "Traceback" not in result.err
 
 
+def test_import_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    """Importing a file that is not there says so in one line, exit 2, and creates nothing."""
+    target = tmp_path / "rebuilt.db"
+
+    result = run_cli("import", "--database", target, tmp_path / "missing.jsonl")
+
+    assert 2 == result.code
+    assert "cannot read" in result.err
+    assert "Traceback" not in result.err
+    assert [] == list(tmp_path.iterdir())
+
+
 # ---- live databases: backup and verify beside a writer ---------------------------------------
 
 
@@ -561,6 +571,15 @@ def test_backup_will_not_overwrite_a_file(log: Path, tmp_path: Path) -> None:
 
     assert 2 == result.code
     assert "keep me" == dest.read_text()
+
+
+def test_backup_into_a_missing_directory_is_one_line(log: Path, tmp_path: Path) -> None:
+    """A backup destination that cannot be created is reported in one line, exit 2."""
+    result = run_cli("backup", "--database", log, tmp_path / "no" / "such" / "backup.db")
+
+    assert 2 == result.code
+    assert "cannot write the backup" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_backup_of_a_tampered_log_is_reported(log: Path, tmp_path: Path) -> None:
