@@ -332,6 +332,22 @@ def test_export_jsonl_has_one_event_object_per_line(log: Path, tmp_path: Path) -
     assert {"counter": third["new_counter"], "message": third["new_message"]} == events[2]["new"]
 
 
+def test_export_and_replay_agree_with_the_http_api(client: Any, db_path: Path) -> None:
+    """Against a running app: export lines are `GET /logs` items, replay is `GET /status?as_of=`."""
+    for update in ({"counter": 5}, {"message": "ünï\ncode"}, {"counter": -1, "message": ""}):
+        assert 200 == client.post("/update", json=update).status_code
+    items = client.get("/logs").json()["items"]
+
+    exported = run_cli("export", "--database", db_path)
+    replays = [
+        run_cli("replay", "--database", db_path, "--until-seq", str(seq), "--json").json()
+        for seq in (1, 2, 3)
+    ]
+
+    assert items == [json.loads(line) for line in exported.out.splitlines()]
+    assert [client.get(f"/status?as_of={seq}").json() for seq in (1, 2, 3)] == replays
+
+
 def test_export_to_standard_output(log: Path, tmp_path: Path) -> None:
     """Without --output the export goes to standard output, byte for byte the same."""
     to_file = export(log, tmp_path / "log.jsonl").read_text(encoding="utf-8")
