@@ -236,6 +236,11 @@ class EventLog:
             )
         if not readonly and exists and not os.access(path, os.W_OK):
             raise LogError(f"database {path} is not writable by this user (uid {os.getuid()})")
+        if not exists:
+            try:
+                sqlite3.connect(path).close()  # the one place a log file is created
+            except sqlite3.Error as e:
+                raise LogError(_describe(path, e)) from e
         engine = _make_engine(path, readonly=readonly, synchronous=synchronous,
                               busy_timeout_ms=busy_timeout_ms)
         try:
@@ -313,6 +318,7 @@ class EventLog:
     def _write(self) -> Iterator[sa.Connection]:
         with self._write_lock:
             if self._writer is None:
+                self.ensure_same_file()
                 self._writer = self._engine.connect()
                 self._writer.info["begin"] = "BEGIN IMMEDIATE"
             with self._writer.begin():
@@ -565,7 +571,9 @@ def _make_engine(path: Path, *, readonly: bool, synchronous: Synchronous,
                  busy_timeout_ms: int) -> sa.Engine:
     if synchronous not in SYNCHRONOUS_LEVELS:
         raise LogError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
-    url = f"sqlite:///file:{path}?{'mode=ro&' if readonly else ''}uri=true"
+    # mode=rw, never rwc: a connection opened later (after the file was deleted or moved away)
+    # fails instead of silently creating a new, empty log at the path.
+    url = f"sqlite:///file:{path}?mode={'ro' if readonly else 'rw'}&uri=true"
     engine = sa.create_engine(
         url,
         poolclass=NullPool,
