@@ -7,6 +7,7 @@ import json
 import pytest
 
 from eventstate.domain import COUNTER_MAX, COUNTER_MIN
+from tests_support import BAD_BODIES
 
 PROBLEM = "application/problem+json"
 
@@ -65,31 +66,6 @@ def test_extreme_values_round_trip(client):
         k: client.get("/status").json()[k] for k in ("counter", "message")}
 
 
-BAD_BODIES = [
-    (b"", 400, "empty body"),
-    (b"{", 400, "truncated JSON"),
-    (b'{"counter": 1,}', 400, "trailing comma"),
-    (b'{"message": "\xff"}', 400, "invalid UTF-8"),
-    (b'{"counter": 1} {"counter": 2}', 400, "two documents"),
-    (b"{}", 422, "no field"),
-    (b"[]", 422, "array"),
-    (b'"counter"', 422, "string document"),
-    (b"null", 422, "null document"),
-    (b'{"counter": "5"}', 422, "string counter"),
-    (b'{"counter": true}', 422, "boolean counter"),
-    (b'{"counter": 1.0}', 422, "float counter"),
-    (b'{"counter": 1e3}', 422, "exponent counter"),
-    (b'{"counter": 9223372036854775808}', 422, "2**63"),
-    (b'{"counter": -9223372036854775809}', 422, "-2**63-1"),
-    (b'{"counter": 100000000000000000000000000000}', 422, "huge"),
-    (b'{"counter": null}', 422, "null counter"),
-    (b'{"message": 5}', 422, "number message"),
-    (b'{"message": null}', 422, "null message"),
-    (b'{"message": ["a"]}', 422, "array message"),
-    (('{"message": "' + "x" * 1025 + '"}').encode(), 422, "1025 characters"),
-    (b'{"counter": 1, "extra": 2}', 422, "unknown field"),
-    (b'{"Counter": 1}', 422, "wrong case"),
-]
 
 
 @pytest.mark.parametrize(("body", "status", "why"), BAD_BODIES, ids=[b[2] for b in BAD_BODIES])
