@@ -57,16 +57,17 @@ def apply_batch(
 ) -> list[Outcome]:
     """Decide every command against the head left by the previous one; append the accepted ones."""
     expired_before = format_timestamp(now - key_ttl)
+    stamp = format_timestamp(now)  # one clock reading for the whole batch
     outcomes: list[Outcome] = []
     for command in commands:
         try:
-            outcomes.append(_apply(tx, command, now, expired_before))
+            outcomes.append(_apply(tx, command, stamp, expired_before))
         except DomainError as e:
             outcomes.append(e)
     return outcomes
 
 
-def _apply(tx: WriteTransaction, command: Command, now: datetime, expired_before: str) -> Recorded:
+def _apply(tx: WriteTransaction, command: Command, now: str, expired_before: str) -> Recorded:
     key = command.idempotency_key
     fingerprint = ""
     if key is not None:

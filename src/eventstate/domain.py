@@ -164,9 +164,12 @@ def check_precondition(head: Head, if_match: frozenset[int] | None) -> None:
         raise PreconditionFailed(if_match, head.version)
 
 
-def record(head: Head, new: State, now: datetime) -> Event:
-    """The event that moves the log from `head` to `new`, stamped no earlier than the head."""
-    timestamp = format_timestamp(now)
+def record(head: Head, new: State, now: datetime | str) -> Event:
+    """The event that moves the log from `head` to `new`, stamped no earlier than the head.
+
+    `now` is the wall clock, or its `format_timestamp` text when a caller stamps a whole batch.
+    """
+    timestamp = now if isinstance(now, str) else format_timestamp(now)
     if head.timestamp is not None and timestamp < head.timestamp:
         timestamp = head.timestamp  # the wall clock stepped back: time in the log never does
     seq = head.version + 1

@@ -37,6 +37,7 @@ class EdgeMiddleware:
         self.access_log = access_log
         self.max_header_bytes = max_header_bytes
         self.log = structlog.get_logger("eventstate.access")
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -70,8 +71,13 @@ class EdgeMiddleware:
             await self.app(scope, receive, send_with_headers)
         route = scope.get("path_template") or "unmatched"
         elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(route, scope["method"], status).inc()
-        self.metrics.latency.labels(route, scope["method"]).observe(elapsed)
+        key = (route, scope["method"], status)
+        series = self._series.get(key)
+        if series is None:  # prometheus_client's labels() locks and re-stringifies on every call
+            series = self._series[key] = (self.metrics.requests.labels(*key),
+                                          self.metrics.latency.labels(route, scope["method"]))
+        series[0].inc()
+        series[1].observe(elapsed)
         if self.access_log:
             self.log.info("request", request_id=request_id.decode(), method=scope["method"],
                           path=scope["path"], route=route, status=status,
