@@ -21,6 +21,7 @@
 #   EVENTSTATE_BOOT_PULL               1 to pull the image (0 for an image built on this host)
 #   EVENTSTATE_BOOT_LOG_FILE           where this script logs (default /var/log/eventstate-boot.log)
 #   EVENTSTATE_BOOT_READY_TIMEOUT      seconds to wait for /health/ready (default 300)
+#   EVENTSTATE_BOOT_REMOVE_ON_FAILURE  1 to remove the container when it never gets ready
 set -euo pipefail
 
 readonly CONTAINER_PORT=5000
@@ -141,6 +142,11 @@ wait_until_ready() {
     until curl -fs -o /dev/null --max-time 5 "$url"; do
         if ((SECONDS >= deadline)); then
             docker logs --tail 50 "$name" || true
+            if [[ "${EVENTSTATE_BOOT_REMOVE_ON_FAILURE:-0}" == 1 ]]; then
+                # Terraform runs no destroy provisioner for a resource whose creation failed, so a
+                # failed `up` must not leave a container restarting behind it.
+                docker rm --force "$name" >/dev/null 2>&1 || true
+            fi
             die "$url did not answer within ${timeout}s"
         fi
         sleep 2

@@ -16,6 +16,8 @@ locals {
     EVENTSTATE_BOOT_PULL           = "0"
     EVENTSTATE_BOOT_LOG_FILE       = "${var.state_dir}/eventstate-boot.log"
     EVENTSTATE_BOOT_READY_TIMEOUT  = tostring(var.ready_timeout)
+    # A failed create taints the resource and Terraform then runs no destroy provisioner for it.
+    EVENTSTATE_BOOT_REMOVE_ON_FAILURE = "1"
   }
 }
 
