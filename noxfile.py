@@ -223,6 +223,7 @@ def fuzz(session: nox.Session) -> None:
             server = subprocess.Popen(serve, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait_ready(url, server)
+            session.chdir(tmp)  # schemathesis keeps its cache of failures in the working directory
             session.run(
                 *("schemathesis", "run", f"{url}/schema/openapi.json", "--checks", ",".join(FUZZ_CHECKS)),
                 *("--max-examples", str(FUZZ_MAX_EXAMPLES), "--seed", str(FUZZ_SEED), "--workers", "1"),
@@ -230,6 +231,7 @@ def fuzz(session: nox.Session) -> None:
                 *session.posargs,
             )
         finally:
+            session.chdir(Path(__file__).parent)
             server.terminate()
             try:
                 server.wait(30)

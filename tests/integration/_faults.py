@@ -60,7 +60,7 @@ def tmpfs(mountpoint: Path, size_kib: int) -> Iterator[Path]:
 def ext4_image(mountpoint: Path, size_mib: int) -> Iterator[Path]:
     """A loop-mounted ext4 image of `size_mib` MiB at `mountpoint`; unmounted (and its loop device
     released) afterwards."""
-    require_mounts("mkfs.ext4", "losetup", "chattr")
+    require_mounts("mkfs.ext4", "e2fsck", "findmnt", "losetup", "chattr")
     image = mountpoint.with_name(mountpoint.name + ".img")
     with image.open("wb") as f:
         f.truncate(size_mib * 1024 * 1024)
@@ -68,7 +68,7 @@ def ext4_image(mountpoint: Path, size_mib: int) -> Iterator[Path]:
     mountpoint.mkdir()
     try:
         # `-o loop` sets autoclear: unmounting releases the loop device.
-        _run("mount", "-o", "loop", str(image), str(mountpoint))
+        _run("mount", "-o", "loop,errors=remount-ro", str(image), str(mountpoint))
     except subprocess.CalledProcessError as e:
         pytest.skip(f"cannot loop-mount an ext4 image here: {e.stderr.strip()}")
     try:
@@ -78,6 +78,27 @@ def ext4_image(mountpoint: Path, size_mib: int) -> Iterator[Path]:
             _run("chattr", "-R", "-i", str(mountpoint))
         _unmount(mountpoint)
         image.unlink()
+
+
+def fail_filesystem(mountpoint: Path) -> None:
+    """Report an error on the ext4 filesystem at `mountpoint`, as a failing disk would: with
+    errors=remount-ro the kernel turns it read-only at once, under open files, until unmounted."""
+    device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(mountpoint)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    trigger = Path("/sys/fs/ext4") / Path(device).name / "trigger_fs_error"
+    if not trigger.exists():
+        pytest.skip(f"this kernel has no {trigger} to report an ext4 error with")
+    trigger.write_text("eventstate fault test")
+
+
+def remount_repaired(mountpoint: Path) -> None:
+    """Unmount the ext4 image at `mountpoint`, repair it with e2fsck and mount it read-write again."""
+    image = mountpoint.with_name(mountpoint.name + ".img")
+    _unmount(mountpoint)
+    repaired = subprocess.run(["e2fsck", "-f", "-y", str(image)], capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert repaired.returncode in (0, 1), repaired.stdout + repaired.stderr  # 1: errors fixed
+    _run("mount", "-o", "loop,errors=remount-ro", str(image), str(mountpoint))
 
 
 @contextmanager

@@ -22,11 +22,13 @@ from _faults import (
     digest,
     events,
     ext4_image,
+    fail_filesystem,
     fill,
     immutable,
     keep_output_off,
     poll,
     post_updates,
+    remount_repaired,
     status_of,
     tmpfs,
 )
@@ -111,6 +113,35 @@ def test_read_only_log_is_not_ready_refuses_writes_serves_reads_and_recovers(
     server.stop()
     result = cli("verify", "--database", str(database))
     assert 0 == result.returncode, result.stdout + result.stderr
+
+
+def test_filesystem_turned_read_only_by_an_error_is_not_ready_and_refuses_writes(
+    small_ext4, server_factory, tmp_path
+):
+    """When the kernel remounts the log's filesystem read-only after an error, /health/ready and
+    updates answer 503 while reads are served; after a repair and a restart the log verifies and
+    takes writes again."""
+    database = small_ext4 / "events.db"
+    server = start_on(server_factory, database, tmp_path / "server.log")
+    before = post_updates(server.url, 3)
+    fail_filesystem(small_ext4)
+
+    for i in range(2):
+        response = httpx.post(f"{server.url}/update", json={"counter": 70 + i}, timeout=10)
+        assert_retryable_problem(response)
+    # Asked after writes failed: the server has had every chance to notice.
+    assert_retryable_problem(httpx.get(f"{server.url}/health/ready", timeout=5))
+    status = httpx.get(f"{server.url}/status", timeout=5)
+    assert (200, 3) == (status.status_code, status.json()["version"])
+    assert before == events(server.url)
+    server.stop()
+
+    remount_repaired(small_ext4)
+    result = cli("verify", "--database", str(database))
+    assert 0 == result.returncode, result.stdout + result.stderr
+    again = start_on(server_factory, database, tmp_path / "again.log")
+    assert before == events(again.url)
+    assert [4] == [e["seq"] for e in post_updates(again.url, 1)]
 
 
 def real_log(server_factory: Any, database: Path) -> None:
