@@ -22,14 +22,13 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from eventstate.domain import GENESIS_HASH, State, chain_hash, format_timestamp
-from eventstate.eventlog import EventLog
-
 CHUNK = 50_000
 MESSAGES = ("", "hello", "ünïcödé ✓", "deploy 42 finished", "a:b\nc")
 
 
 def _rows(count: int) -> Iterator[tuple[int, str, int, str, int, str, str]]:
+    from eventstate.domain import GENESIS_HASH, State, chain_hash, format_timestamp
+
     start = datetime(2026, 1, 1, tzinfo=UTC)
     state, previous = State(), GENESIS_HASH
     for seq in range(1, count + 1):
@@ -42,6 +41,10 @@ def _rows(count: int) -> Iterator[tuple[int, str, int, str, int, str, str]]:
 
 def generate(path: Path, count: int) -> str:
     """Write a fresh log of `count` events to `path`; return the head hash."""
+    # Imported here, in the generating child only: the measuring parent stays small (see main).
+    from eventstate.domain import GENESIS_HASH
+    from eventstate.eventlog import EventLog
+
     EventLog.open(path).close()  # the real schema, triggers included
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -91,9 +94,7 @@ def main() -> int:
     """Generate (or reuse) a log, time verify and replay on it, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument(
-        "--database", type=Path, help="reuse this log if it exists, else generate it there"
-    )
+    parser.add_argument("--database", type=Path, help="reuse this log if it exists, else generate it there")
     parser.add_argument("--keep", action="store_true", help="keep a generated temporary log")
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
