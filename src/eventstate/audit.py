@@ -49,7 +49,7 @@ LOWEST_SEQ = -(2**63)
 CHUNK = 4096
 
 
-class AuditFailed(Exception):  # noqa: N818 - a public name the CLI and tests already use
+class AuditFailed(Exception):
     """The log (or an export) does not verify; carries the first broken seq."""
 
     def __init__(self, error: ChainBroken) -> None:
@@ -62,8 +62,8 @@ def _progress(total: int, label: str) -> AbstractContextManager[Callable[[int], 
     if not sys.stderr.isatty() or total < 10_000:
         return nullcontext(lambda _n: None)
     # Imported only for a terminal: rich costs start-up time that piped runs need not pay.
-    from rich.console import Console  # noqa: PLC0415
-    from rich.progress import (  # noqa: PLC0415
+    from rich.console import Console
+    from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
@@ -183,21 +183,15 @@ def verify(log: EventLog, *, expect_head: tuple[int, str] | None = None) -> Head
         anchored = None if expect_head is None else snap.event(expect_head[0])
     if stray:
         # Every row above LOWEST_SEQ was folded, so the one left over sits exactly there.
-        raise AuditFailed(
-            ChainBroken(1, f"expected seq 1, found seq {LOWEST_SEQ} (an event inserted)")
-        )
+        raise AuditFailed(ChainBroken(1, f"expected seq 1, found seq {LOWEST_SEQ} (an event inserted)"))
     if recorded != (head.version, head.hash):
         raise AuditFailed(_head_mismatch(head, recorded))
     if expect_head is not None:
         seq, digest = expect_head
         if anchored is None:
-            raise AuditFailed(
-                ChainBroken(seq, f"the log ends at seq {head.version}, before the anchor")
-            )
+            raise AuditFailed(ChainBroken(seq, f"the log ends at seq {head.version}, before the anchor"))
         if anchored.hash != digest:
-            raise AuditFailed(
-                ChainBroken(seq, "hash differs from the anchor: history was rewritten")
-            )
+            raise AuditFailed(ChainBroken(seq, "hash differs from the anchor: history was rewritten"))
     return head
 
 
@@ -285,9 +279,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         try:
             at = format_timestamp(parse_timestamp(args.at))
         except ValueError:
-            raise LogError(
-                f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}"
-            ) from None
+            raise LogError(f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}") from None
     log = _open_ro(args.database)
     try:
         head = replay(log, until_seq=args.until_seq, at=at)
