@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import sqlite3
 import sys
@@ -216,9 +217,27 @@ def replay(log: EventLog, *, until_seq: int | None = None, at: str | None = None
 def _anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     try:
-        return int(seq), digest.lower()
+        number = int(seq)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected SEQ:HASH, e.g. 1000:3f5a…") from None
+        number = 0
+    if number < 1 or not digest:
+        raise argparse.ArgumentTypeError("expected SEQ:HASH with SEQ >= 1, e.g. 1000:3f5a…")
+    return number, digest.lower()
+
+
+def _reporting_damage(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`command`, with SQLite's complaints about a damaged or altered file turned into one line."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except sqlite3.DatabaseError as e:
+            raise LogError(
+                f"cannot use {args.database}: {e} (a damaged file, or tables altered outside eventstate)"
+            ) from None
+
+    return run
 
 
 class _AuditedLog(EventLog):
@@ -246,6 +265,7 @@ def _print_head(head: Head, as_json: bool, out: IO[str]) -> None:
         )
 
 
+@_reporting_damage
 def _cmd_verify(args: argparse.Namespace) -> int:
     log = _open_ro(args.database)
     try:
@@ -273,6 +293,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reporting_damage
 def _cmd_replay(args: argparse.Namespace) -> int:
     at = None
     if args.at is not None:
@@ -303,6 +324,7 @@ def _output(path: str | None) -> AbstractContextManager[IO[bytes]]:
         raise LogError(f"cannot create {path}: {e.strerror}") from None
 
 
+@_reporting_damage
 def _cmd_export(args: argparse.Namespace) -> int:
     log = _open_ro(args.database)
     try:
@@ -349,6 +371,7 @@ def _read_export(path: Path) -> Iterator[Event]:
                 raise LogError(f"{path} line {number}: {e}") from None
 
 
+@_reporting_damage
 def _cmd_import(args: argparse.Namespace) -> int:
     source = Path(args.file)
     target = Path(args.database)
@@ -390,6 +413,7 @@ def _remove_database(path: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
+@_reporting_damage
 def _cmd_backup(args: argparse.Namespace) -> int:
     dest = Path(args.dest)
     if dest.exists():

@@ -36,6 +36,7 @@ from _audit_support import (
     run_main,
     set_recorded_head,
     swap,
+    tamper,
     updates,
 )
 
@@ -186,6 +187,19 @@ def test_the_triggers_refuse_edits_until_dropped(log: Path) -> None:
     conn.close()
 
     assert 0 == run_cli("verify", "--database", log).code
+
+
+@pytest.mark.parametrize("table", ["events", "log_head"])
+def test_verify_reports_a_dropped_table_in_one_line(log: Path, table: str) -> None:
+    """A log whose events or head record table was dropped fails verify with one line, exit 2."""
+    with tamper(log) as conn:
+        conn.execute(f"DROP TABLE {table}")
+
+    result = run_main("verify", "--database", log)
+
+    assert 2 == result.code
+    assert f"no such table: {table}" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_expect_head_catches_a_perfect_forgery(log: Path) -> None:
