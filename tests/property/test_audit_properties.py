@@ -100,9 +100,7 @@ COLUMN_VALUES = {
 def tamper_once(data: st.DataObject, path: Path, n: int) -> int:
     """Apply one drawn change to the log at `path` (of `n` events); the seq it must break at."""
     kind = data.draw(
-        st.sampled_from(
-            ["change", "forge", "delete", "swap", "insert copy", "insert forged", "before seq 1"]
-        )
+        st.sampled_from(["change", "forge", "delete", "swap", "insert copy", "insert forged", "before seq 1"])
     )
     k = data.draw(st.integers(1, n), label="seq")
     if kind == "change":
@@ -148,9 +146,7 @@ def tamper_once(data: st.DataObject, path: Path, n: int) -> int:
 
 
 @given(items=update_lists, data=st.data())
-def test_any_single_tampering_is_detected_and_located(
-    items: list[Update], data: st.DataObject
-) -> None:
+def test_any_single_tampering_is_detected_and_located(items: list[Update], data: st.DataObject) -> None:
     """Any one changed, forged, deleted, swapped or inserted row fails verify where it breaks."""
     with logged(items) as path:
         broken = tamper_once(data, path, len(items))
@@ -163,9 +159,7 @@ def test_any_single_tampering_is_detected_and_located(
 
 
 @given(items=update_lists, data=st.data())
-def test_replay_until_seq_equals_folding_the_first_n_events(
-    items: list[Update], data: st.DataObject
-) -> None:
+def test_replay_until_seq_equals_folding_the_first_n_events(items: list[Update], data: st.DataObject) -> None:
     """`replay --until-seq n` prints the state that applying the first n updates produces."""
     n = data.draw(st.integers(0, len(items)), label="n")
     state = State()
@@ -180,6 +174,35 @@ def test_replay_until_seq_equals_folding_the_first_n_events(
         "message": state.message,
         "version": n,
         "updated_at": format_timestamp(moment(n)) if n else None,
+    } == result.json()
+
+
+@given(items=update_lists, data=st.data())
+def test_replay_at_is_the_state_after_the_last_event_at_or_before_that_time(
+    items: list[Update], data: st.DataObject
+) -> None:
+    """`replay --at T` folds up to the last event stamped at or before T, ties included."""
+    per_batch = data.draw(st.integers(1, 3), label="events per commit")  # a commit shares one time
+    second = data.draw(st.integers(0, len(items) + 1), label="second")
+    at = moment(second, data.draw(st.sampled_from([0.0, 0.5]), label="fraction"))
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "events.db"
+        append(path, items, per_batch=per_batch)
+        with closing(sqlite3.connect(path)) as conn:
+            stamps = [r[0] for r in conn.execute("SELECT timestamp FROM events ORDER BY seq")]
+
+        result = run_main("replay", "--database", path, "--at", at.isoformat(), "--json")
+
+    n = sum(1 for stamp in stamps if stamp <= format_timestamp(at))
+    state = State()
+    for item in items[:n]:
+        state = decide(state, item)
+    assert 0 == result.code
+    assert {
+        "counter": state.counter,
+        "message": state.message,
+        "version": n,
+        "updated_at": stamps[n - 1] if n else None,
     } == result.json()
 
 
@@ -246,9 +269,7 @@ def _mutate(data: st.DataObject, rows: list[tuple[Any, ...]]) -> list[tuple[Any,
         if not rows:
             break
         i = data.draw(st.integers(0, len(rows) - 1), label="row")
-        match data.draw(
-            st.sampled_from(["field", "forge", "drop", "move", "duplicate", "renumber"])
-        ):
+        match data.draw(st.sampled_from(["field", "forge", "drop", "move", "duplicate", "renumber"])):
             case "field" | "forge" as kind:
                 column = data.draw(st.integers(1, 6), label="column")
                 changed = list(rows[i])
@@ -256,9 +277,7 @@ def _mutate(data: st.DataObject, rows: list[tuple[Any, ...]]) -> list[tuple[Any,
                 if kind == "forge":
                     seq, stamp, old_c, old_m, new_c, new_m, _ = changed
                     previous = rows[i - 1][6] if i else GENESIS_HASH
-                    changed[6] = chain_hash(
-                        seq, stamp, State(old_c, old_m), State(new_c, new_m), previous
-                    )
+                    changed[6] = chain_hash(seq, stamp, State(old_c, old_m), State(new_c, new_m), previous)
                 rows[i] = tuple(changed)
             case "drop":
                 del rows[i]
