@@ -22,6 +22,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from _audit_support import (
     KEY_TTL,
@@ -590,6 +591,37 @@ def test_backup_while_a_writer_appends_is_a_verified_copy(big_log: Path, tmp_pat
     # The copy is a working log of its own, not tied to the original's -wal file.
     shutil.move(dest, tmp_path / "moved.db")
     assert 0 == run_cli("verify", "--database", tmp_path / "moved.db").code
+
+
+@pytest.mark.slow
+def test_backup_and_verify_beside_a_serving_server(server_factory: Any, db_path: Path) -> None:
+    """While a real server acknowledges updates, backup gives a verified copy and verify passes."""
+    build(db_path, 3_000)
+    server = server_factory(db_path).start()
+    stop, first = threading.Event(), threading.Event()
+    acknowledged: list[int] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            while not stop.is_set():
+                response = http.post("/update", json={"message": f"served {len(acknowledged)}"})
+                response.raise_for_status()
+                acknowledged.append(response.json()["seq"])
+                first.set()
+
+    poster = threading.Thread(target=post, daemon=True)
+    poster.start()
+    try:
+        assert first.wait(30), "the server acknowledged nothing"
+        backup = run_cli("backup", "--database", db_path, db_path.with_name("backup.db"))
+        live = run_cli("verify", "--database", db_path, "--json")
+    finally:
+        stop.set()
+        poster.join(30)
+
+    assert (0, 0) == (backup.code, live.code)
+    copy = run_cli("verify", "--database", db_path.with_name("backup.db"), "--json").json()
+    assert 3_000 < copy["events"] <= live.json()["events"] <= acknowledged[-1]
 
 
 def test_backup_will_not_overwrite_a_file(log: Path, tmp_path: Path) -> None:
