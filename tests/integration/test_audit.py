@@ -144,6 +144,7 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], int]] = {
     ),
     "rewritten last event": (lambda p: edit(p, N, **_rehashed(p, N, State(5, "five"))), N),
     "row before seq 1": (lambda p: insert(p, dict(row(p, 3), seq=0), shift=False), 1),
+    "row at the lowest seq": (lambda p: insert(p, dict(row(p, 3), seq=-(2**63)), shift=False), 1),
     "blob in a message": (lambda p: edit(p, 5, new_message=b"\x00binary"), 5),
     "text in a counter": (lambda p: edit(p, 5, new_counter="five"), 5),
 }
