@@ -340,6 +340,18 @@ class EventLog:
         except sa.exc.OperationalError as e:
             raise LogUnavailable(_unavailable_reason(e)) from e
 
+    def probe_write(self, stamp: str) -> None:
+        """Commit a tiny write outside the event table, to learn whether the file takes writes
+        (a filesystem the kernel turned read-only keeps its permission bits)."""
+        try:
+            with self._write() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO eventstate_meta (key, value) VALUES ('write_probe', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (stamp,)
+                )
+        except (sa.exc.DBAPIError, sqlite3.Error) as e:
+            raise LogUnavailable(_describe(self.path, e)) from e
+
     def import_events(self, events: Iterator[Event], batch: int = 5000) -> int:
         """Append already-recorded events verbatim (for `import`); the caller checks the chain."""
         count = 0

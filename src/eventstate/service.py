@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
 from eventstate.commands import Command, Outcome, Recorded
 from eventstate.domain import DomainError, Event, Head, format_timestamp
-from eventstate.eventlog import EventLog, LogError, LogReplaced
+from eventstate.eventlog import EventLog, LogError, LogReplaced, LogUnavailable
 from eventstate.projection import Projection
 from eventstate.writer import BatchStats, GroupCommitWriter
 
@@ -142,4 +142,12 @@ class EventService:
                              self.projection.cached().version)
         if not self.log.writable():
             return Readiness(False, "the database is not writable", head.version)
+        if self.writer.last_failure is not None:
+            # The last commit failed: only a write that goes through shows the log is back.
+            try:
+                self.log.probe_write(format_timestamp(datetime.now(UTC)))
+            except LogUnavailable:
+                return Readiness(False, f"the last commit failed: {self.writer.last_failure}",
+                                 head.version)
+            self.writer.last_failure = None
         return Readiness(True, "ready", head.version)

@@ -69,6 +69,7 @@ class GroupCommitWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._last_expiry = 0.0
+        self.last_failure: str | None = None  # why the latest commit failed; None once one succeeds
 
     @property
     def pending(self) -> int:
@@ -144,6 +145,7 @@ class GroupCommitWriter:
         except Exception as e:  # never leave a request hanging on an unexpected failure
             log.exception("commit failed")
             results = LogUnavailable(f"the update was not recorded: {type(e).__name__}")
+        self.last_failure = str(results) if isinstance(results, BaseException) else None
         if self._on_batch is not None:
             appended = 0
             if not isinstance(results, BaseException):

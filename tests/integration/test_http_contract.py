@@ -165,7 +165,7 @@ def test_idempotency_keys_expire(make_client):
     assert 2 == again.json()["seq"]
 
 
-@pytest.mark.parametrize("key", ['""', "a b", "x" * 256, "é".encode()])
+@pytest.mark.parametrize("key", ['""', "a b", "x" * 256, "é".encode(), '"a', '"a"b"'])
 def test_malformed_idempotency_key_is_400(client, key):
     """Empty, spaced, over-long or non-ASCII keys are refused."""
     response = client.post("/update", json={"counter": 1}, headers={"Idempotency-Key": key})
@@ -303,3 +303,30 @@ def test_a_second_server_on_the_same_log_is_refused(make_client):
     with pytest.raises(BaseExceptionGroup) as info:  # the lifespan's error, as the test client relays it
         make_client()
     assert info.group_contains(LogError, match="already serving")
+
+
+@pytest.mark.parametrize(
+    "url", ["/logs/9223372036854775808", "/status?as_of=9223372036854775808",
+            "/logs?after=9223372036854775808", "/logs/-1"],
+)
+def test_seqs_beyond_64_bits_are_400_not_500(client, url):
+    """A seq past the signed 64-bit range is a client error, never a server error."""
+    response = client.get(url)
+    assert response.status_code in (400, 404)
+    assert response.headers["content-type"].startswith(PROBLEM)
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "²", "-1", "1 2"])
+def test_bad_last_event_id_is_400(client, value):
+    """A Last-Event-ID that is not a 64-bit seq is refused before streaming starts."""
+    response = client.get("/logs/stream", headers={"Last-Event-ID": value.encode()})
+    assert 400 == response.status_code
+
+
+@pytest.mark.parametrize(("header", "stored"), [('"abc"', "abc"), ("abc", '"abc"'), ("a'b", "a'b")])
+def test_idempotency_key_forms(client, header, stored):
+    """A quoted key and the same key bare are one key."""
+    first = client.post("/update", json={"counter": 1}, headers={"Idempotency-Key": header})
+    assert 200 == first.status_code
+    again = client.post("/update", json={"counter": 1}, headers={"Idempotency-Key": stored})
+    assert first.json() == again.json()

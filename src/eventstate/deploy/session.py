@@ -203,12 +203,19 @@ def _variables(
 ) -> dict[str, Any]:
     keys_file = ensure_api_keys(target.api_keys_file)
     if target.name == "local":
-        if push:
-            ensure_local_image(target.root, build_command, say=say)
-        image_id = local_image_id() or "sha256:" + "0" * 64
+        # EVENTSTATE_LOCAL_IMAGE runs an existing image as it is; by default eventstate:latest is
+        # (re)built when missing or stale.
+        image = os.environ.get("EVENTSTATE_LOCAL_IMAGE")
+        if image is None:
+            image = LOCAL_IMAGE
+            if push:
+                ensure_local_image(target.root, build_command, say=say)
+        image_id = local_image_id(image)
+        if push and image_id is None:
+            raise DeployError(f"image {image} is not on this machine's Docker engine")
         return {
-            "image": LOCAL_IMAGE,
-            "image_id": image_id,
+            "image": image,
+            "image_id": image_id or "sha256:" + "0" * 64,
             "state_dir": str(target.state_dir),
             "api_keys_file": str(keys_file),
             "host_port": int(os.environ.get("EVENTSTATE_LOCAL_PORT", "5000")),

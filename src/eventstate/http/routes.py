@@ -11,20 +11,26 @@ from urllib.parse import urlencode
 from litestar import Request, get, post
 from litestar.exceptions import ClientException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
 
 from eventstate.commands import Command, Recorded
 from eventstate.domain import parse_timestamp
 from eventstate.http.schemas import (
+    ETAG_LIST_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    SEQ_PATTERN,
     EventBody,
     HealthBody,
     LogPage,
     StatusBody,
     StatusOperation,
+    LogsOperation,
+    PlainOperation,
     StreamOperation,
     UpdateOperation,
+    not_modified,
     ok,
     problems,
 )
@@ -33,8 +39,11 @@ from eventstate.service import EventService, NotReady
 
 JSON = "application/json"
 MAX_LIMIT = 1000
-_ETAG = re.compile(r'\s*(W/)?"(\d{1,19})"\s*')
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+MAX_SEQ = 2**63 - 1
+_ETAG_LIST = re.compile(ETAG_LIST_PATTERN)
+_ETAG = re.compile(r'(W/)?"([0-9]{1,19})"')
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_SEQ = re.compile(SEQ_PATTERN)
 
 
 def service(request: Request[Any, Any, Any]) -> EventService:
@@ -64,34 +73,29 @@ def parse_if_match(value: str | None) -> frozenset[int] | None:
     """The versions an `If-Match` header admits; None for absent or `*` (any version)."""
     if value is None or value.strip() == "*":
         return None
-    versions: set[int] = set()
-    for part in value.split(","):
-        match = _ETAG.fullmatch(part)
-        if match is None:
-            raise ClientException(f"If-Match must be a list of entity tags like \"42\", not {value!r}")
-        if match.group(1) is None:  # a weak tag never matches under strong comparison
-            versions.add(int(match.group(2)))
-    return frozenset(versions)
+    if not _ETAG_LIST.fullmatch(value):
+        raise ClientException(f"If-Match must be a list of entity tags like \"42\", not {value!r}")
+    # A weak tag never matches under strong comparison, so only strong ones are kept.
+    return frozenset(int(v) for weak, v in _ETAG.findall(value) if not weak and int(v) <= MAX_SEQ)
 
 
 def parse_idempotency_key(value: str | None) -> str | None:
-    """The key of an `Idempotency-Key` header (a structured-field string, quotes optional)."""
+    """The key of an `Idempotency-Key` header: a structured-field string, or the same bare."""
     if value is None:
         return None
-    key = value.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not _KEY.fullmatch(key):
-        raise ClientException("Idempotency-Key must be 1 to 255 visible ASCII characters")
-    return key
+    if not _KEY.fullmatch(value):
+        raise ClientException("Idempotency-Key must be 1 to 255 visible ASCII characters, "
+                              "optionally in double quotes")
+    return value[1:-1] if value.startswith('"') else value
 
 
 @get("/status", sync_to_thread=False, summary="Current state", operation_class=StatusOperation,
      responses={**ok(StatusBody, "The state, its version and when it last changed"),
-                **problems(304, 400, 401, 404)})
+                **not_modified(), **problems(400, 401, 404)})
 def get_status(
     request: Request[Any, Any, Any],
-    as_of: Annotated[int | None, QueryParameter(ge=0, description="State right after this seq")] = None,
+    as_of: Annotated[int | None, QueryParameter(ge=0, le=2**63 - 1,
+                                                description="State right after this seq")] = None,
     at: Annotated[str | None, QueryParameter(description="State at this RFC 3339 time")] = None,
 ) -> ASGIResponse:
     """The current state with a strong ETag; or, with `as_of`/`at`, the state at a point in history."""
@@ -132,7 +136,7 @@ async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
     return _json(encode(unstructure_event(recorded.event)), headers)
 
 
-@get("/logs", sync_to_thread=False, summary="Browse the event log",
+@get("/logs", sync_to_thread=False, summary="Browse the event log", operation_class=LogsOperation,
      responses={**ok(LogPage, "A page of events and the next page's URL"), **problems(400, 401)})
 def get_logs(
     request: Request[Any, Any, Any],
@@ -167,10 +171,7 @@ STREAM_PAGE = 500
 
 @get("/logs/stream", sync_to_thread=False, summary="Live tail of the log (Server-Sent Events)",
      operation_class=StreamOperation,
-     responses={200: ResponseSpec(data_container=str, media_type="text/event-stream",
-                                  description="One `event` message per log event, id = seq; "
-                                              "`: keep-alive` comments in between",
-                                  generate_examples=False), **problems(400, 401)})
+     responses={**problems(400, 401)})
 def stream_logs(
     request: Request[Any, Any, Any],
     after: Annotated[int | None, QueryParameter(ge=0, le=2**63 - 1,
@@ -187,7 +188,7 @@ def _last_event_id(request: Request[Any, Any, Any]) -> int:
     value = _header(request, b"last-event-id")
     if value is None:
         return 0
-    if not value.strip().isdigit():
+    if not _SEQ.fullmatch(value.strip()) or int(value) > MAX_SEQ:
         raise ClientException("Last-Event-ID must be the seq of an event")
     return int(value)
 
@@ -205,9 +206,12 @@ async def _tail(svc: EventService, cursor: int) -> AsyncIterator[ServerSentEvent
             yield ServerSentEventMessage(comment="keep-alive")
 
 
-@get("/logs/{seq:int}", sync_to_thread=False, summary="One event",
+@get("/logs/{seq:int}", sync_to_thread=False, summary="One event", operation_class=PlainOperation,
      responses={**ok(EventBody, "The event"), **problems(400, 401, 404)})
-def get_event(request: Request[Any, Any, Any], seq: FromPath[int]) -> ASGIResponse:
+def get_event(
+    request: Request[Any, Any, Any],
+    seq: Annotated[int, PathParameter(ge=0, le=2**63 - 1, description="The event's seq")],
+) -> ASGIResponse:
     """One event by seq, or 404."""
     return _json(encode(unstructure_event(service(request).event(seq))))
 
@@ -215,7 +219,7 @@ def get_event(request: Request[Any, Any, Any], seq: FromPath[int]) -> ASGIRespon
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@get("/metrics", sync_to_thread=False, summary="Prometheus metrics",
+@get("/metrics", sync_to_thread=False, operation_class=PlainOperation, summary="Prometheus metrics",
      responses={200: ResponseSpec(data_container=str, media_type=PROMETHEUS_TEXT,
                                   description="Metrics in the Prometheus text format",
                                   generate_examples=False), **problems(401)})
@@ -224,13 +228,13 @@ def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     return ASGIResponse(body=request.app.state.metrics.render(), media_type=PROMETHEUS_TEXT)
 
 
-@get("/health/live", sync_to_thread=False, summary="Liveness", responses=ok(HealthBody, "Alive"))
+@get("/health/live", sync_to_thread=False, operation_class=PlainOperation, summary="Liveness", responses=ok(HealthBody, "Alive"))
 def live() -> ASGIResponse:
     """The process answers."""
     return _json(b'{"status":"alive"}')
 
 
-@get("/health/ready", sync_to_thread=False, summary="Readiness",
+@get("/health/ready", sync_to_thread=False, operation_class=PlainOperation, summary="Readiness",
      responses={**ok(HealthBody, "Ready to serve reads and writes"), **problems(503)})
 def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Ready: the log is reachable and writable and the projection is current."""

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    Parameter,
+    RequestBody,
+    Schema,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 
 from eventstate.domain import COUNTER_MAX, COUNTER_MIN, MESSAGE_MAX_CHARS
@@ -84,41 +92,103 @@ UPDATE_SCHEMA = Schema(
 )
 
 
-HEADER_DOCS = {
-    "If-Match": "Apply only if the state is at this version: an entity tag like \"42\" (or `*`)",
-    "Idempotency-Key": "A key (1-255 visible ASCII characters, quotes optional) that makes retries safe",
-    "If-None-Match": "Answer 304 if the state is still at this version",
-    "Last-Event-ID": "Resume the stream after this seq (sent by EventSource on reconnect)",
+# The server parses these headers with exactly these expressions (routes.py), so the document and
+# the behaviour cannot drift apart.
+ETAG_LIST_PATTERN = r'^\s*(\*|(W/)?"[0-9]{1,19}"(\s*,\s*(W/)?"[0-9]{1,19}")*)\s*$'
+IDEMPOTENCY_KEY_PATTERN = r'^("[\x21\x23-\x7e]{1,255}"|[\x21\x23-\x7e][\x21-\x7e]{0,254})$'
+SEQ_PATTERN = r"^[0-9]{1,19}$"
+
+REQUEST_HEADERS = {
+    "If-Match": ("Apply only if the state is at one of these versions: entity tags like \"42\", or *",
+                 ETAG_LIST_PATTERN),
+    "Idempotency-Key": ("A key (1-255 visible ASCII characters, quotes optional) that makes retries safe",
+                        IDEMPOTENCY_KEY_PATTERN),
+    "If-None-Match": ("Answer 304 if the state is still at this version", None),
+    "Last-Event-ID": ("Resume the stream after this seq (sent by EventSource on reconnect)", SEQ_PATTERN),
+}
+
+RESPONSE_HEADERS = {
+    "ETag": "The version of the state the response shows, as a strong entity tag",
+    "Retry-After": "Seconds to wait before retrying",
+    "Link": 'The next page, as <URL>; rel="next"',
+    "Idempotent-Replayed": "true when this is the stored answer to an earlier request with the same key",
+    "X-Request-ID": "The request's id, also in the server's logs",
 }
 
 
-def documented(*headers: str, body: Schema | None = None) -> type[Operation]:
-    """An Operation class adding request headers (and a body) that the handler reads by hand."""
-
-    @dataclass
-    class _Documented(Operation):
-        def __post_init__(self) -> None:
-            self.parameters = [
-                *(self.parameters or []),
-                *(Parameter(name=h, param_in=ParamType.HEADER, required=False,
-                            schema=Schema(type=OpenAPIType.STRING), description=HEADER_DOCS[h])
-                  for h in headers),
-            ]
-            if body is not None:
-                self.request_body = RequestBody(
-                    content={"application/json": OpenAPIMediaType(schema=body)}, required=True
-                )
-
-    return _Documented
+def _header(description: str, pattern: str | None = None) -> OpenAPIHeader:
+    return OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING, pattern=pattern),
+                         description=description)
 
 
-UpdateOperation = documented("If-Match", "Idempotency-Key", body=UPDATE_SCHEMA)
-StatusOperation = documented("If-None-Match")
-StreamOperation = documented("Last-Event-ID")
+@dataclass
+class DocumentedOperation(Operation):
+    """Adds what handlers do by hand to the generated operation: request headers read from the
+    scope, a strictly decoded body, and the headers every response carries."""
 
+    def __post_init__(self) -> None:
+        self.parameters = [
+            *(self.parameters or []),
+            *(Parameter(name=name, param_in=ParamType.HEADER, required=False,
+                        schema=Schema(type=OpenAPIType.STRING, pattern=pattern), description=text)
+              for name, (text, pattern) in REQUEST_HEADERS.items() if name in self.request_headers),
+        ]
+        if self.body is not None:
+            self.request_body = RequestBody(
+                content={"application/json": OpenAPIMediaType(schema=self.body)}, required=True
+            )
+        for status, response in (self.responses or {}).items():
+            if isinstance(response, OpenAPIResponse):
+                names = ["X-Request-ID", *self.response_headers.get(status, ())]
+                if status in ("429", "503"):
+                    names.append("Retry-After")
+                response.headers = {**(response.headers or {}),
+                                    **{n: _header(RESPONSE_HEADERS[n]) for n in names}}
+                if status == "304":
+                    response.content = None
+        if self.stream is not None and self.responses is not None:
+            self.responses["200"] = OpenAPIResponse(
+                description="Server-Sent Events: one `event` message per log event, `: keep-alive` "
+                            "comments while the log is quiet",
+                content={"text/event-stream": OpenAPIMediaType(schema=self.stream)},
+                headers={"X-Request-ID": _header(RESPONSE_HEADERS["X-Request-ID"])},
+            )
+
+    request_headers: ClassVar[tuple[str, ...]] = ()
+    response_headers: ClassVar[dict[str, tuple[str, ...]]] = {}
+    body: ClassVar[Schema | None] = None
+    stream: ClassVar[Schema | None] = None
+
+
+def documented(*request_headers: str, body: Schema | None = None, stream: Schema | None = None,
+               response_headers: dict[str, tuple[str, ...]] | None = None) -> type[Operation]:
+    """An Operation class for one route: its hand-read request headers, body and response headers."""
+    return type("Documented", (DocumentedOperation,), {
+        "request_headers": request_headers, "body": body, "stream": stream,
+        "response_headers": response_headers or {},
+    })
+
+
+UpdateOperation = documented(
+    "If-Match", "Idempotency-Key", body=UPDATE_SCHEMA,
+    response_headers={"200": ("ETag", "Idempotent-Replayed"), "412": ("ETag",)},
+)
+StatusOperation = documented("If-None-Match", response_headers={"200": ("ETag",), "304": ("ETag",)})
+SSE_MESSAGE = Schema(
+    type=OpenAPIType.OBJECT,
+    description="One Server-Sent Events message per event: `id` is the seq, `data` the event's JSON",
+    properties={
+        "event": Schema(type=OpenAPIType.STRING, const="event"),
+        "id": Schema(type=OpenAPIType.STRING, pattern=r"^[0-9]+$"),
+        "data": Schema(type=OpenAPIType.STRING, content_media_type="application/json"),
+    },
+    required=["event", "id", "data"],
+)
+StreamOperation = documented("Last-Event-ID", stream=SSE_MESSAGE)
+LogsOperation = documented(response_headers={"200": ("Link",)})
+PlainOperation = documented()
 
 _DESCRIPTIONS = {
-    304: "Not modified (the If-None-Match version is current)",
     400: "Malformed request (JSON, UTF-8 or a parameter)",
     401: "Missing or wrong X-API-KEY",
     404: "No such resource",
@@ -138,6 +208,12 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
                            description=_DESCRIPTIONS[code], generate_examples=False)
         for code in codes
     }
+
+
+def not_modified() -> dict[int, ResponseSpec]:
+    """The documented 304: no body, the current ETag."""
+    return {304: ResponseSpec(data_container=None, description="Not modified: the If-None-Match "
+                              "version is current", generate_examples=False)}
 
 
 def ok(container: Any, description: str) -> dict[int, ResponseSpec]:
