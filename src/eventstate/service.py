@@ -125,7 +125,7 @@ class EventService:
             raise NotFound(f"there is no event {seq}")
         return event
 
-    def readiness(self) -> Readiness:
+    def readiness(self) -> Readiness:  # noqa: PLR0911 - one early answer per way of not being ready
         """Ready when the log file is the one we opened, readable, writable and the projection current."""
         try:
             self.log.ensure_same_file()

@@ -24,10 +24,10 @@ from eventstate.http.schemas import (
     EventBody,
     HealthBody,
     LogPage,
-    StatusBody,
-    StatusOperation,
     LogsOperation,
     PlainOperation,
+    StatusBody,
+    StatusOperation,
     StreamOperation,
     UpdateOperation,
     not_modified,
@@ -228,7 +228,8 @@ def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     return ASGIResponse(body=request.app.state.metrics.render(), media_type=PROMETHEUS_TEXT)
 
 
-@get("/health/live", sync_to_thread=False, operation_class=PlainOperation, summary="Liveness", responses=ok(HealthBody, "Alive"))
+@get("/health/live", sync_to_thread=False, operation_class=PlainOperation, summary="Liveness",
+     responses=ok(HealthBody, "Alive"))
 def live() -> ASGIResponse:
     """The process answers."""
     return _json(b'{"status":"alive"}')
