@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shlex
+import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from _docker import engine_unreachable_reason
+from _docker import PREBUILT_IMAGE, build_image, docker, engine_unreachable_reason
 from _terraform import REPO_ROOT, REQUIRE_DOCKER, free_port, terraform_executable, unavailable
 
 from eventstate.deploy.session import Target, deploy, destroy, read_api_keys
@@ -31,18 +29,20 @@ def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
     monkeypatch.setenv("EVENTSTATE_DEPLOY_STATE", str(tmp_path / "state"))
     monkeypatch.setenv("EVENTSTATE_LOCAL_PORT", str(free_port()))
     monkeypatch.setenv("EVENTSTATE_LOCAL_CONTAINER", f"eventstate-pytest-{uuid.uuid4().hex[:8]}")
+    # The image under test, built the way `nox -s image` builds it (or a prebuilt one), under a tag
+    # of its own so the operator's eventstate:latest is left alone.
+    prebuilt = os.environ.get(PREBUILT_IMAGE)
+    image = prebuilt or f"eventstate:pytest-deploy-{uuid.uuid4().hex[:8]}"
+    if not prebuilt:
+        build_image(image, tmp_path / "image-context")
+    monkeypatch.setenv("EVENTSTATE_LOCAL_IMAGE", image)
     local = Target.named("local", REPO_ROOT)
     try:
         yield local
     finally:
         destroy(local, say=lambda _: None)
-
-
-def build_command() -> str:
-    """How the test builds eventstate:latest when it is missing or stale: `nox -s image`."""
-    if importlib.util.find_spec("nox") is None:
-        unavailable("nox is not installed here to build the image", REQUIRE_DOCKER)
-    return f"{shlex.quote(sys.executable)} -m nox -s image"
+        if not prebuilt:
+            docker("image", "rm", "--force", image, check=False)
 
 
 def container_exists(name: str) -> bool:
@@ -54,7 +54,7 @@ def container_exists(name: str) -> bool:
 def test_deploy_serves_then_destroy_removes_everything(target: Target) -> None:
     """deploy gives a working, key-protected API at its URL; destroy leaves no container."""
     said: list[str] = []
-    url = deploy(target, build_command=build_command(), say=said.append)
+    url = deploy(target, say=said.append)
     key = read_api_keys(target.api_keys_file)[0]
 
     status = httpx.get(f"{url}/status", timeout=10).json()
@@ -69,7 +69,7 @@ def test_deploy_serves_then_destroy_removes_everything(target: Target) -> None:
     assert f"eventstate is up at {url}" in said
 
     said.clear()
-    deploy(target, build_command=build_command(), say=said.append)
+    deploy(target, say=said.append)
     assert "plan: no changes" in said
     assert httpx.get(f"{url}/status", timeout=10).json()["message"] == "deployed"
 
