@@ -137,9 +137,7 @@ class Server:
         while time.perf_counter() - started < READY_TIMEOUT_S:
             if self._process.poll() is not None:
                 tail = self._log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(
-                    f"eventstate serve exited with {self._process.returncode}:\n{tail}"
-                )
+                raise RuntimeError(f"eventstate serve exited with {self._process.returncode}:\n{tail}")
             with contextlib.suppress(OSError):
                 if request(self.port, "GET", "/health/ready")[0] == 200:
                     self.startup_s = time.perf_counter() - started
@@ -311,14 +309,15 @@ def http_scenarios(args: argparse.Namespace, work: Path, pinning: Pinning) -> No
         ("update_c1", "post_update.lua", "/update", 1, 0),
         (f"update_c{c}", "post_update.lua", "/update", c, 0),
     ]
+    selected = [s for s in scenarios if not args.only or s[0] in args.only]
+    if not selected:
+        return
     print(
         f"# {'scenario':<10} {'req/s':>10} {'p50_ms':>9} {'p99_ms':>9} {'non2xx':>7} "
         f"{'sock_err':>8} {'requests':>9}",
         flush=True,
     )
-    for n, (name, script, path, connections, seed) in enumerate(scenarios):
-        if args.only and name not in args.only:
-            continue
+    for n, (name, script, path, connections, seed) in enumerate(selected):
         database = work / f"http-{n}.db"
         with Server(database, free_port(), pinning, work / "server.log") as server:
             if seed:
@@ -341,8 +340,7 @@ def startup_and_memory(args: argparse.Namespace, work: Path, pinning: Pinning) -
         flush=True,
     )
     print(
-        f"# {'log':<10} {'events':>10} {'ready_s':>9} {'rss_MiB':>9} {'after_MiB':>9} "
-        f"{'peak_MiB':>9}",
+        f"# {'log':<10} {'events':>10} {'ready_s':>9} {'rss_MiB':>9} {'after_MiB':>9} {'peak_MiB':>9}",
         flush=True,
     )
     for name, database, events in (("empty", work / "empty.db", 0), ("large", large, args.events)):
@@ -374,27 +372,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10, help="seconds per scenario (10)")
     parser.add_argument("--warmup", type=float, default=2, help="untimed seconds first (2)")
     parser.add_argument("--connections", type=int, default=32, help="the many-clients case (32)")
-    parser.add_argument(
-        "--seed-events", type=int, default=1000, help="events posted before GET /logs (1000)"
-    )
+    parser.add_argument("--seed-events", type=int, default=1000, help="events posted before GET /logs (1000)")
     parser.add_argument(
         "--events",
         type=int,
         default=1_000_000,
         help="events in the large log for start-up and memory (1000000)",
     )
-    parser.add_argument(
-        "--startups", type=int, default=3, help="start-ups per log; the median is shown (3)"
-    )
+    parser.add_argument("--startups", type=int, default=3, help="start-ups per log; the median is shown (3)")
     parser.add_argument(
         "--only",
         nargs="*",
         metavar="NAME",
         help="run only these scenarios (as printed; 'startup': start-up and memory)",
     )
-    parser.add_argument(
-        "--no-pin", action="store_true", help="let the server and wrk share every CPU"
-    )
+    parser.add_argument("--no-pin", action="store_true", help="let the server and wrk share every CPU")
     return parser.parse_args(argv)
 
 
@@ -402,9 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
     args = parse_args(argv)
     if shutil.which("wrk") is None:
-        print(
-            "http_bench: wrk is not on PATH (Debian, Ubuntu: apt-get install wrk)", file=sys.stderr
-        )
+        print("http_bench: wrk is not on PATH (Debian, Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 3
     pinning = Pinning.choose(not args.no_pin)
     print(
