@@ -1,8 +1,8 @@
 """The audit commands as a user drives them: `eventstate ...` on real database files.
 
-Most tests run the command as a process. The many verify and replay variants run the same command
-line through `cli.main` in this process (same parsing, output and exit status, without paying for
-an interpreter start-up each), which keeps the suite fast.
+Tests about the process itself (exit status, standard streams, a terminal, concurrent writers) run
+`eventstate` as a process. The many variants run the same command line through `cli.main` in this
+process (same parsing, output and exit status, no interpreter start-up each) to keep the suite fast.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def test_verify_json_reports_the_head(log: Path) -> None:
     """`verify --json` prints a machine-readable verdict with the head an auditor can anchor to."""
     head = _head_at(log, N)
 
-    result = run_cli("verify", "--database", log, "--json")
+    result = run_main("verify", "--database", log, "--json")
 
     assert 0 == result.code
     assert {"ok": True, "events": N, "head_seq": N, "head_hash": head.hash} == result.json()
@@ -117,7 +117,7 @@ def test_verify_passes_on_an_empty_log(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     EventLog.open(path).close()
 
-    result = run_cli("verify", "--database", path, "--json")
+    result = run_main("verify", "--database", path, "--json")
 
     assert 0 == result.code
     assert 0 == result.json()["events"]
@@ -207,11 +207,11 @@ def test_verify_reports_a_dropped_table_in_one_line(log: Path, table: str) -> No
 def test_expect_head_catches_a_perfect_forgery(log: Path) -> None:
     """A rewrite re-hashing every later event passes a bare verify, but not one anchored earlier."""
     anchor = f"8:{row(log, 8)['hash']}"
-    assert 0 == run_cli("verify", "--database", log, "--expect-head", anchor).code
+    assert 0 == run_main("verify", "--database", log, "--expect-head", anchor).code
 
     rewrite_from(log, 5, State(123, "rewritten history"))
-    bare = run_cli("verify", "--database", log)
-    anchored = run_cli("verify", "--database", log, "--expect-head", anchor)
+    bare = run_main("verify", "--database", log)
+    anchored = run_main("verify", "--database", log, "--expect-head", anchor)
 
     assert 0 == bare.code
     assert 1 == anchored.code
@@ -220,9 +220,9 @@ def test_expect_head_catches_a_perfect_forgery(log: Path) -> None:
 
 def test_verify_explains_a_file_that_is_not_a_log(tmp_path: Path) -> None:
     """A path that is not an eventstate log gets a one-line explanation and exit 2, no traceback."""
-    missing = run_cli("verify", "--database", tmp_path / "nope.db")
+    missing = run_main("verify", "--database", tmp_path / "nope.db")
     (tmp_path / "text.db").write_text("hello")
-    garbage = run_cli("verify", "--database", tmp_path / "text.db")
+    garbage = run_main("verify", "--database", tmp_path / "text.db")
 
     assert (2, 2) == (missing.code, garbage.code)
     assert "does not exist" in missing.err
@@ -332,7 +332,7 @@ def test_replay_checks_the_chain_up_to_the_point_asked(log: Path) -> None:
 
 def export(path: Path, out: Path, *extra: str) -> Path:
     """Run `eventstate export` into `out`; return `out`."""
-    result = run_cli("export", "--database", path, "--output", out, *extra)
+    result = run_main("export", "--database", path, "--output", out, *extra)
     assert (0, "") == (result.code, result.err)
     return out
 
@@ -410,7 +410,7 @@ def test_export_will_not_overwrite_a_file(log: Path, tmp_path: Path) -> None:
     target = tmp_path / "precious.txt"
     target.write_text("keep me")
 
-    result = run_cli("export", "--database", log, "--output", target)
+    result = run_main("export", "--database", log, "--output", target)
 
     assert 2 == result.code
     assert "already exists" in result.err
@@ -437,12 +437,12 @@ def test_export_import_export_is_byte_identical(log: Path, tmp_path: Path) -> No
 def test_imported_log_accepts_new_events(log: Path, tmp_path: Path) -> None:
     """A database rebuilt by import is a working log: the chain continues from the imported head."""
     rebuilt = tmp_path / "rebuilt.db"
-    run_cli("import", "--database", rebuilt, export(log, tmp_path / "log.jsonl"))
+    run_main("import", "--database", rebuilt, export(log, tmp_path / "log.jsonl"))
 
     head = append(rebuilt, [Update(counter=1)])
 
     assert N + 1 == head.version
-    assert 0 == run_cli("verify", "--database", rebuilt).code
+    assert 0 == run_main("verify", "--database", rebuilt).code
 
 
 def _edit_line(path: Path, index: int, change: Callable[[dict[str, Any]], None]) -> None:
@@ -474,7 +474,7 @@ def test_import_refuses_an_export_that_does_not_verify(
         _edit_line(dump, 5, lambda e: e.update(hash="0" * 64))
     target = tmp_path / "rebuilt.db"
 
-    result = run_cli("import", "--database", target, dump)
+    result = run_main("import", "--database", target, dump)
 
     assert 1 == result.code
     assert f"REFUSED at seq {broken}:" in result.err
@@ -485,7 +485,7 @@ def test_import_refuses_a_partial_export(log: Path, tmp_path: Path) -> None:
     """An export made with --after cannot stand alone as a log: import refuses it at seq 1."""
     dump = export(log, tmp_path / "tail.jsonl", "--after", "4")
 
-    result = run_cli("import", "--database", tmp_path / "rebuilt.db", dump)
+    result = run_main("import", "--database", tmp_path / "rebuilt.db", dump)
 
     assert 1 == result.code
     assert "REFUSED at seq 1:" in result.err
@@ -496,7 +496,7 @@ def test_import_refuses_an_existing_database(log: Path, tmp_path: Path) -> None:
     dump = export(log, tmp_path / "log.jsonl")
     before = log.read_bytes()
 
-    result = run_cli("import", "--database", log, dump)
+    result = run_main("import", "--database", log, dump)
 
     assert 2 == result.code
     assert "already exists" in result.err
@@ -510,7 +510,7 @@ def test_import_names_the_line_of_a_malformed_export(log: Path, tmp_path: Path) 
     lines[2] = '{"seq": 3}\n'
     dump.write_text("".join(lines), encoding="utf-8")
 
-    result = run_cli("import", "--database", tmp_path / "rebuilt.db", dump)
+    result = run_main("import", "--database", tmp_path / "rebuilt.db", dump)
 
     assert 2 == result.code
     assert "line 3" in result.err
@@ -521,7 +521,7 @@ def test_import_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
     """Importing a file that is not there says so in one line, exit 2, and creates nothing."""
     target = tmp_path / "rebuilt.db"
 
-    result = run_cli("import", "--database", target, tmp_path / "missing.jsonl")
+    result = run_main("import", "--database", target, tmp_path / "missing.jsonl")
 
     assert 2 == result.code
     assert "cannot read" in result.err
@@ -630,7 +630,7 @@ def test_backup_will_not_overwrite_a_file(log: Path, tmp_path: Path) -> None:
     dest = tmp_path / "precious.db"
     dest.write_text("keep me")
 
-    result = run_cli("backup", "--database", log, dest)
+    result = run_main("backup", "--database", log, dest)
 
     assert 2 == result.code
     assert "keep me" == dest.read_text()
@@ -638,7 +638,7 @@ def test_backup_will_not_overwrite_a_file(log: Path, tmp_path: Path) -> None:
 
 def test_backup_into_a_missing_directory_is_one_line(log: Path, tmp_path: Path) -> None:
     """A backup destination that cannot be created is reported in one line, exit 2."""
-    result = run_cli("backup", "--database", log, tmp_path / "no" / "such" / "backup.db")
+    result = run_main("backup", "--database", log, tmp_path / "no" / "such" / "backup.db")
 
     assert 2 == result.code
     assert "cannot write the backup" in result.err
