@@ -1,4 +1,4 @@
-"""The verification script in docs/verifying.md works on real exports, so the text cannot rot."""
+"""The verification script in ARCHITECTURE.md works on real exports, so the text cannot rot."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from eventstate.commands import Command, apply_batch
 from eventstate.domain import State, Update, canonical_bytes
 from eventstate.eventlog import EventLog
 
-DOC = Path(__file__).parents[2] / "docs" / "verifying.md"
+DOC = Path(__file__).parents[2] / "ARCHITECTURE.md"
 UPDATES = [
     Update(counter=-7),
     Update(message="héllo 🙂"),
@@ -28,7 +28,7 @@ UPDATES = [
 
 def _script(tmp_path: Path) -> Path:
     blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.S | re.M)
-    assert 1 == len(blocks), "docs/verifying.md should hold exactly one python block"
+    assert 1 == len(blocks), "ARCHITECTURE.md should hold exactly one python block"
     script = tmp_path / "verify_export.py"
     script.write_text(blocks[0], encoding="utf-8")
     return script

@@ -44,6 +44,9 @@ _ETAG_LIST = re.compile(ETAG_LIST_PATTERN)
 _ETAG = re.compile(r'(W/)?"([0-9]{1,19})"')
 _KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _SEQ = re.compile(SEQ_PATTERN)
+# An unencoded "+" in a query string arrives as a space, so a space may stand for it.
+RFC3339_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+                   r"([Zz]|[+ -][0-9]{2}:[0-9]{2})$")
 
 
 def service(request: Request[Any, Any, Any]) -> EventService:
@@ -96,7 +99,8 @@ def get_status(
     request: Request[Any, Any, Any],
     as_of: Annotated[int | None, QueryParameter(ge=0, le=2**63 - 1,
                                                 description="State right after this seq")] = None,
-    at: Annotated[str | None, QueryParameter(description="State at this RFC 3339 time")] = None,
+    at: Annotated[str | None, QueryParameter(
+        pattern=RFC3339_PATTERN, description="State at this RFC 3339 time (with Z or an offset)")] = None,
 ) -> ASGIResponse:
     """The current state with a strong ETag; or, with `as_of`/`at`, the state at a point in history."""
     svc = service(request)
