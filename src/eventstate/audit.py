@@ -422,7 +422,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     try:
         # In one step: a step-wise copy restarts whenever a writer commits, so under steady
         # writes it might never finish; one step reads a single consistent snapshot.
-        log.backup_to(dest, pages_per_step=-1)
+        log.backup_to(dest)
     except sqlite3.Error as e:
         _remove_database(dest)
         raise LogError(f"cannot write the backup to {dest}: {e}") from None

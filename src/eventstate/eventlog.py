@@ -452,13 +452,13 @@ class EventLog:
         finally:
             conn.close()
 
-    def backup_to(self, dest: Path, pages_per_step: int = 1024,
-                  progress: Any = None) -> None:
-        """Copy the live database to `dest` with SQLite's online backup API."""
+    def backup_to(self, dest: Path) -> None:
+        """Copy the live database to `dest` with SQLite's online backup API, in one step: a copy
+        made in several steps restarts whenever a writer commits, and may never finish."""
         source = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         target = sqlite3.connect(dest)
         try:
-            source.backup(target, pages=pages_per_step, progress=progress)
+            source.backup(target, pages=-1)
         finally:
             target.close()
             source.close()
@@ -548,10 +548,6 @@ class Snapshot:
         ).fetchone()
         return None if row is None else row_to_event(row)
 
-    def count(self) -> int:
-        """How many events the snapshot holds."""
-        return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-
     def max_seq(self) -> int:
         """The highest seq present (0 when empty)."""
         return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
@@ -561,7 +557,10 @@ class Snapshot:
         return self._log.recorded_head(self._conn)
 
     def seq_at(self, moment: str) -> int:
-        """The seq of the last event whose timestamp is at or before `moment` (0 if none)."""
+        """The seq of the last event whose timestamp is at or before `moment` (0 if none).
+
+        Unlike `EventLog.seq_at` (a binary search for the server), this scans: an audit must not
+        assume the timestamps are in order, since that is one of the things it checks."""
         row = self._conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE timestamp <= ?", (moment,)
         ).fetchone()
