@@ -10,9 +10,9 @@ from typing import cast
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig
-from litestar.types import ASGIApp
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.types import ASGIApp
 
 from eventstate.eventlog import EventLog, ServerLock
 from eventstate.http import routes
