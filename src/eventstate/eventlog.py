@@ -243,15 +243,18 @@ class EventLog:
                 raise LogError(_describe(path, e)) from e
         engine = _make_engine(path, readonly=readonly, synchronous=synchronous,
                               busy_timeout_ms=busy_timeout_ms)
+        log: EventLog | None = None
         try:
             log = cls(path, engine, readonly=readonly)
             log._prepare(create=not readonly)
-        except LogError:
-            engine.dispose()
+        except BaseException as e:
+            if log is not None:
+                log.close()  # closes the connections too, not only the engine
+            else:
+                engine.dispose()
+            if isinstance(e, (sa.exc.DBAPIError, sqlite3.Error)):
+                raise LogError(_describe(path, e)) from e
             raise
-        except (sa.exc.DBAPIError, sqlite3.Error) as e:
-            engine.dispose()
-            raise LogError(_describe(path, e)) from e
         return log
 
     def _prepare(self, *, create: bool) -> None:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -134,7 +135,7 @@ def test_sigterm_drains_in_flight_updates(server_factory, db_path):
     stop.set()
     for t in threads:
         t.join()
-    with sqlite3.connect(db_path) as conn:
+    with closing(sqlite3.connect(db_path)) as conn:
         logged = {row[0]: row[1] for row in conn.execute("SELECT seq, hash FROM events")}
     assert all(logged.get(e["seq"]) == e["hash"] for e in acked)
     assert 0 == verify(db_path).returncode
@@ -180,7 +181,7 @@ def test_corrupt_file_is_refused_and_left_untouched(tmp_path, content):
 def test_foreign_sqlite_database_is_refused(tmp_path):
     """A SQLite file that is not an eventstate log is not adopted."""
     path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE t (x)")
     before = digest(path)
     result = serve_once("--database", str(path))
@@ -195,7 +196,7 @@ def test_newer_schema_version_is_refused(tmp_path):
 
     path = tmp_path / "new.db"
     EventLog.open(path).close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE eventstate_meta SET value='99' WHERE key='schema_version'")
     result = serve_once("--database", str(path))
     assert 0 != result.returncode
