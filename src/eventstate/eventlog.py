@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -130,10 +130,17 @@ def _describe(path: Path, error: BaseException) -> str:
 
 
 class WriteTransaction:
-    """One `BEGIN IMMEDIATE` transaction: the head as committed by anyone, and appends after it."""
+    """One `BEGIN IMMEDIATE` transaction: the head as committed by anyone, and appends after it.
 
-    def __init__(self, conn: sa.Connection) -> None:
+    It holds the log's write lock from `EventLog.begin` until `commit` or `rollback`, which may
+    run on another thread than the one that began it (the group-commit writer flushes off-loop).
+    """
+
+    def __init__(self, conn: sa.Connection, trans: sa.RootTransaction,
+                 release: Callable[[], None]) -> None:
         self._conn = conn
+        self._trans = trans
+        self._release = release
         self._events: list[tuple[Any, ...]] = []
         self._keys: list[dict[str, Any]] = []
         row = conn.exec_driver_sql(
@@ -180,13 +187,37 @@ class WriteTransaction:
             idempotency_table.delete().where(idempotency_table.c.created_at < format_timestamp(cutoff))
         )
 
-    def _flush(self) -> None:
-        # The hot path of every commit: plain statements, no per-batch SQL construction.
-        if self._events:
-            self._conn.exec_driver_sql(_INSERT_EVENTS, self._events)
-            self._conn.exec_driver_sql(_UPSERT_HEAD, (self.head.version, self.head.hash))
-        if self._keys:
-            self._conn.execute(idempotency_table.insert(), self._keys)
+    def commit(self) -> None:
+        """Insert what was appended and commit (the flush `synchronous` asks for happens here)."""
+        try:
+            # The hot path of every commit: plain statements, no per-batch SQL construction.
+            if self._events:
+                self._conn.exec_driver_sql(_INSERT_EVENTS, self._events)
+                self._conn.exec_driver_sql(_UPSERT_HEAD, (self.head.version, self.head.hash))
+            if self._keys:
+                self._conn.execute(idempotency_table.insert(), self._keys)
+            self._trans.commit()
+        except sa.exc.IntegrityError as e:
+            self._abandon()
+            raise LogUnavailable(f"the log refused the write: {e.orig}") from e
+        except sa.exc.OperationalError as e:
+            self._abandon()
+            raise LogUnavailable(_unavailable_reason(e)) from e
+        except BaseException:
+            self._abandon()
+            raise
+        self._release()
+
+    def rollback(self) -> None:
+        """Write nothing of this transaction."""
+        self._abandon()
+
+    def _abandon(self) -> None:
+        try:
+            if self._trans.is_active:
+                self._trans.rollback()
+        finally:
+            self._release()
 
 
 class EventLog:
@@ -317,31 +348,54 @@ class EventLog:
 
     # ---- writing -----------------------------------------------------------------------------
 
+    def _writer_connection(self) -> sa.Connection:
+        if self._writer is None:
+            self.ensure_same_file()  # never connect to whatever now sits at the path
+            self._writer = self._engine.connect()
+            self._writer.info["begin"] = "BEGIN IMMEDIATE"
+        return self._writer
+
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         with self._write_lock:
-            if self._writer is None:
-                self.ensure_same_file()
-                self._writer = self._engine.connect()
-                self._writer.info["begin"] = "BEGIN IMMEDIATE"
-            with self._writer.begin():
-                yield self._writer
+            conn = self._writer_connection()
+            with conn.begin():
+                yield conn
+
+    def begin(self) -> WriteTransaction:
+        """Begin a write transaction (waiting up to the busy timeout for other processes' writers)."""
+        if self._readonly:
+            raise LogError("this log was opened read-only")
+        self._write_lock.acquire()
+        try:
+            conn = self._writer_connection()
+            self.ensure_same_file()
+            trans = conn.begin()
+        except sa.exc.OperationalError as e:
+            self._write_lock.release()
+            raise LogUnavailable(_unavailable_reason(e)) from e
+        except BaseException:
+            self._write_lock.release()
+            raise
+        try:
+            return WriteTransaction(conn, trans, self._write_lock.release)
+        except BaseException as e:
+            trans.rollback()
+            self._write_lock.release()
+            if isinstance(e, sa.exc.OperationalError):
+                raise LogUnavailable(_unavailable_reason(e)) from e
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[WriteTransaction]:
         """A write transaction; its appends commit (with one flush) when the block ends without error."""
-        if self._readonly:
-            raise LogError("this log was opened read-only")
+        tx = self.begin()
         try:
-            with self._write() as conn:
-                self.ensure_same_file()
-                tx = WriteTransaction(conn)
-                yield tx
-                tx._flush()
-        except sa.exc.IntegrityError as e:
-            raise LogUnavailable(f"the log refused the write: {e.orig}") from e
-        except sa.exc.OperationalError as e:
-            raise LogUnavailable(_unavailable_reason(e)) from e
+            yield tx
+        except BaseException:
+            tx.rollback()
+            raise
+        tx.commit()
 
     def probe_write(self, stamp: str) -> None:
         """Commit a tiny write outside the event table, to learn whether the file takes writes
