@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -87,6 +88,10 @@ class LogError(Exception):
 
 class LogUnavailable(Exception):
     """A write could not be committed (disk full, read-only, locked too long); nothing was written."""
+
+
+class LogBusy(LogUnavailable):
+    """Another process holds the write lock right now."""
 
 
 class LogReplaced(LogError):
@@ -214,8 +219,9 @@ class WriteTransaction:
 
     def _abandon(self) -> None:
         try:
-            if self._trans.is_active:
-                self._trans.rollback()
+            # After a failed COMMIT the transaction is inactive but still open on the connection;
+            # rolling the connection back clears it, so the next begin() starts clean.
+            _close_transaction(self._conn)
         finally:
             self._release()
 
@@ -223,8 +229,10 @@ class WriteTransaction:
 class EventLog:
     """An open event log: a writer connection and a reader connection on one SQLite file."""
 
-    def __init__(self, path: Path, engine: sa.Engine, *, readonly: bool) -> None:
+    def __init__(self, path: Path, engine: sa.Engine, *, readonly: bool,
+                 busy_timeout_ms: int = 5000) -> None:
         self.path = path
+        self._busy_timeout_s = busy_timeout_ms / 1000
         self._engine = engine
         self._readonly = readonly
         self._reader = engine.connect()
@@ -276,7 +284,7 @@ class EventLog:
                               busy_timeout_ms=busy_timeout_ms)
         log: EventLog | None = None
         try:
-            log = cls(path, engine, readonly=readonly)
+            log = cls(path, engine, readonly=readonly, busy_timeout_ms=busy_timeout_ms)
             log._prepare(create=not readonly)
         except BaseException as e:
             if log is not None:
@@ -351,8 +359,14 @@ class EventLog:
     def _writer_connection(self) -> sa.Connection:
         if self._writer is None:
             self.ensure_same_file()  # never connect to whatever now sits at the path
-            self._writer = self._engine.connect()
-            self._writer.info["begin"] = "BEGIN IMMEDIATE"
+            conn = self._engine.connect()
+            conn.info["begin"] = "BEGIN IMMEDIATE"
+            # The writer never sleeps inside SQLite: `begin` retries by itself, so that a caller
+            # can first try without waiting (on an event loop) and only then wait (on a thread).
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA busy_timeout = 0")  # on the driver: no SQLAlchemy autobegin
+            self._writer = conn
         return self._writer
 
     @contextmanager
@@ -362,27 +376,39 @@ class EventLog:
             with conn.begin():
                 yield conn
 
-    def begin(self) -> WriteTransaction:
-        """Begin a write transaction (waiting up to the busy timeout for other processes' writers)."""
+    def begin(self, *, wait: bool = True) -> WriteTransaction:
+        """Begin a write transaction. With `wait`, retry for up to the busy timeout while another
+        process holds the write lock; without it, raise LogBusy at once."""
+        deadline = time.monotonic() + self._busy_timeout_s
+        pause = 0.001
+        while True:
+            try:
+                return self._begin_once(block=wait)
+            except LogBusy:
+                left = deadline - time.monotonic()
+                if not wait or left <= 0:
+                    raise
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.05)
+
+    def _begin_once(self, *, block: bool) -> WriteTransaction:
         if self._readonly:
             raise LogError("this log was opened read-only")
-        self._write_lock.acquire()
+        if not self._write_lock.acquire(blocking=block):
+            raise LogBusy("the writer connection is in use")
+        conn: sa.Connection | None = None
         try:
             conn = self._writer_connection()
             self.ensure_same_file()
-            trans = conn.begin()
-        except sa.exc.OperationalError as e:
-            self._write_lock.release()
-            raise LogUnavailable(_unavailable_reason(e)) from e
-        except BaseException:
-            self._write_lock.release()
-            raise
-        try:
-            return WriteTransaction(conn, trans, self._write_lock.release)
+            return WriteTransaction(conn, conn.begin(), self._write_lock.release)
         except BaseException as e:
-            trans.rollback()
+            # A BEGIN that failed halfway still leaves SQLAlchemy's transaction open: clear it.
+            if conn is not None:
+                _close_transaction(conn)
             self._write_lock.release()
             if isinstance(e, sa.exc.OperationalError):
+                if "locked" in str(e.orig) or "busy" in str(e.orig):
+                    raise LogBusy(_unavailable_reason(e)) from e
                 raise LogUnavailable(_unavailable_reason(e)) from e
             raise
 
@@ -622,6 +648,14 @@ class Snapshot:
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE timestamp <= ?", (moment,)
         ).fetchone()
         return int(row[0])
+
+
+def _close_transaction(conn: sa.Connection) -> None:
+    """Roll back whatever transaction the connection holds, also one a failed COMMIT left
+    inactive but open (which `in_transaction()` does not report)."""
+    trans = conn.get_transaction()
+    if trans is not None:
+        trans.rollback()
 
 
 def _unavailable_reason(error: sa.exc.OperationalError) -> str:

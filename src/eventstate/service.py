@@ -85,9 +85,9 @@ class EventService:
         """Start the writer (inside the running event loop)."""
         self.writer.start()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Write what is queued, stop the writer and close the log."""
-        self.writer.stop()
+        await self.writer.stop()
         self.log.close()
 
     def status(self) -> Head:

@@ -1,28 +1,33 @@
-"""Group commit: one writer thread turns concurrent updates into one transaction and one flush.
+"""Group commit: concurrent updates become one transaction and one flush.
 
-Requests enqueue commands and await a future. The writer thread takes everything queued (up to
-`max_batch`), applies it in arrival order inside one `BEGIN IMMEDIATE` transaction, commits once,
-then hands the outcomes back to the event loop, advancing the projection before any response is
-sent so that a client never reads a version older than one it was acknowledged.
+Requests queue commands and await a future. One drain task on the event loop takes everything
+queued (up to `max_batch`), applies it in arrival order inside one `BEGIN IMMEDIATE` transaction,
+and commits once. The Python work (deciding, hashing) stays on the event loop; only the calls that
+block in SQLite, BEGIN (which may wait for another process's writer) and COMMIT (which flushes),
+run on one helper thread, with the GIL released. Updates that arrive during a commit form the
+next batch. The projection advances before any response is sent, so a client never reads a
+version older than one it was acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import attrs
 
 from eventstate.commands import Command, IdempotencyKeyInFlight, Outcome, Recorded, apply_batch
 from eventstate.domain import Head
-from eventstate.eventlog import EventLog, LogError, LogUnavailable
+from eventstate.eventlog import EventLog, LogBusy, LogError, LogUnavailable
 
 log = logging.getLogger(__name__)
+
+EXPIRE_KEYS_EVERY_SECONDS = 60.0
 
 
 class Overloaded(Exception):
@@ -39,11 +44,11 @@ class BatchStats:
     ok: bool
 
 
-_STOP = object()
+Waiting = tuple[Command, "asyncio.Future[Outcome]"]
 
 
 class GroupCommitWriter:
-    """The single writer of one process; `submit` is safe to call from the event loop only."""
+    """The single writer of one process; use it from the event loop only."""
 
     def __init__(
         self,
@@ -63,11 +68,12 @@ class GroupCommitWriter:
         self._key_ttl = key_ttl
         self._clock = clock
         self._on_batch = on_batch
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._waiting: collections.deque[Waiting] = collections.deque()
         self._pending = 0
         self._in_flight_keys: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._sqlite: ThreadPoolExecutor | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
         self.last_failure: str | None = None  # why the latest commit failed; None once one succeeds
 
@@ -77,10 +83,9 @@ class GroupCommitWriter:
         return self._pending
 
     def start(self) -> None:
-        """Start the writer thread, bound to the running event loop."""
+        """Bind to the running event loop and start the helper thread for blocking SQLite calls."""
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="eventstate-writer", daemon=True)
-        self._thread.start()
+        self._sqlite = ThreadPoolExecutor(1, thread_name_prefix="eventstate-writer")
 
     async def submit(self, command: Command) -> Outcome:
         """Queue `command` and wait for its outcome (a Recorded event or a DomainError)."""
@@ -94,73 +99,69 @@ class GroupCommitWriter:
         assert self._loop is not None, "writer not started"
         future: asyncio.Future[Outcome] = self._loop.create_future()
         self._pending += 1
-        self._queue.put((command, future))
+        self._waiting.append((command, future))
+        if self._drain_task is None:
+            self._drain_task = self._loop.create_task(self._drain())
         try:
-            # A cancelled request (client gone) cancels only its future: the writer skips it, and
+            # A cancelled request (client gone) cancels only its future: the batch skips it, and
             # the update, if already committed, stays committed (a retry with its key finds it).
             return await future
         finally:
             if key is not None:
                 self._in_flight_keys.discard(key)
 
-    def stop(self) -> None:
-        """Write everything already queued, then stop the thread."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the helper thread."""
+        if self._drain_task is not None:
+            await self._drain_task
+        if self._sqlite is not None:
+            self._sqlite.shutdown(wait=True)
+            self._sqlite = None
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            batch = [item]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._commit(batch)  # type: ignore[arg-type]
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                count = min(len(self._waiting), self._max_batch)
+                await self._commit([self._waiting.popleft() for _ in range(count)])
+        finally:
+            self._drain_task = None
 
-    def _commit(self, batch: list[tuple[Command, asyncio.Future[Outcome]]]) -> None:
+    async def _commit(self, batch: list[Waiting]) -> None:
+        assert self._loop is not None
         started = time.perf_counter()
-        commands = [command for command, _ in batch]
         results: list[Outcome] | BaseException
         head: Head | None = None
         try:
-            with self._log.transaction() as tx:
-                results = apply_batch(tx, commands, self._clock(), self._key_ttl)
-                if started - self._last_expiry > 60:
+            try:  # nearly always free at once; waiting for another process happens off the loop
+                tx = self._log.begin(wait=False)
+            except LogBusy:
+                tx = await self._loop.run_in_executor(self._sqlite, self._log.begin)
+            try:
+                results = apply_batch(tx, [command for command, _ in batch], self._clock(),
+                                      self._key_ttl)
+                if started - self._last_expiry > EXPIRE_KEYS_EVERY_SECONDS:
                     tx.expire_keys_older_than(self._clock() - self._key_ttl)
                     self._last_expiry = started
+            except BaseException:
+                tx.rollback()
+                raise
+            await self._loop.run_in_executor(self._sqlite, tx.commit)
             head = tx.head
         except (LogUnavailable, LogError) as e:
             results = e
         except Exception as e:  # never leave a request hanging on an unexpected failure
             log.exception("commit failed")
             results = LogUnavailable(f"the update was not recorded: {type(e).__name__}")
-        self.last_failure = str(results) if isinstance(results, BaseException) else None
+        failed = isinstance(results, BaseException)
+        self.last_failure = str(results) if failed else None
         if self._on_batch is not None:
-            appended = 0
-            if not isinstance(results, BaseException):
-                appended = sum(1 for r in results if isinstance(r, Recorded) and not r.replayed)
-            self._on_batch(BatchStats(len(batch), appended, time.perf_counter() - started,
-                                      not isinstance(results, BaseException)))
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._deliver, batch, results, head)
+            appended = 0 if isinstance(results, BaseException) else sum(
+                1 for r in results if isinstance(r, Recorded) and not r.replayed)
+            self._on_batch(BatchStats(len(batch), appended, time.perf_counter() - started, not failed))
+        self._deliver(batch, results, head)
 
-    def _deliver(
-        self,
-        batch: list[tuple[Command, asyncio.Future[Outcome]]],
-        results: list[Outcome] | BaseException,
-        head: Head | None,
-    ) -> None:
+    def _deliver(self, batch: list[Waiting], results: list[Outcome] | BaseException,
+                 head: Head | None) -> None:
         if head is not None:
             self._on_commit(head)  # before any response goes out: read-your-writes
         self._pending -= len(batch)

@@ -3,6 +3,7 @@ and the optional access log. It wraps Litestar's handler so that 404s and 405s a
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -38,6 +39,8 @@ class EdgeMiddleware:
         self.max_header_bytes = max_header_bytes
         self.log = structlog.get_logger("eventstate.access")
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._id_prefix = secrets.token_hex(4).encode()
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -51,7 +54,9 @@ class EdgeMiddleware:
             if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value
         if not request_id:
-            request_id = secrets.token_hex(8).encode()
+            # A random per-process prefix and a counter: unique across workers and restarts in
+            # practice, and far cheaper per request than fresh randomness.
+            request_id = b"%s%08x" % (self._id_prefix, next(self._ids))
         structlog.contextvars.bind_contextvars(request_id=request_id.decode())
         extra = [(b"x-request-id", request_id), *_SECURITY_HEADERS]
         if not scope["path"].startswith("/schema"):
