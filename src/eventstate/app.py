@@ -95,8 +95,13 @@ def create_app(settings: Settings) -> Litestar:
     )
     # The edge layer wraps Litestar's whole handler (as Litestar's own OpenTelemetry plugin does),
     # so that requests no route matched are counted and carry a request id too.
+    def plain_status() -> tuple[bytes, int]:
+        head = app.state.service.status()
+        return routes.status_body(head), head.version
+
     edge = EdgeMiddleware(app.asgi_handler, metrics, access_log=settings.access_log,
-                          max_header_bytes=settings.max_header_bytes)
+                          max_header_bytes=settings.max_header_bytes,
+                          plain_status=None if read_guards else plain_status)
     app.asgi_handler = cast("ASGIApp", edge)
     return app
 

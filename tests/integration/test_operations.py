@@ -89,3 +89,14 @@ def test_bad_environment_values_are_named(name, value):
 
     with pytest.raises(SettingsError, match=name.removeprefix("EVENTSTATE_").lower() + "|" + name):
         Settings.from_env({name: value})
+
+
+def test_plain_status_is_counted_and_equal_to_the_routed_answer(client):
+    """The plain GET /status answers exactly like the routed one (with ?as_of) and is counted."""
+    client.post("/update", json={"counter": 3, "message": "x"})
+    plain = client.get("/status")
+    routed = client.get("/status?as_of=1")
+    assert (plain.json(), plain.headers["etag"]) == (routed.json(), routed.headers["etag"])
+    assert plain.headers["content-type"] == routed.headers["content-type"]
+    assert 'eventstate_http_requests_total{method="GET",route="/status",status="200"} 2.0' in (
+        client.get("/metrics").text)

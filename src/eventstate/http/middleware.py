@@ -7,6 +7,7 @@ import itertools
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -32,8 +33,10 @@ class EdgeMiddleware:
     """Everything every HTTP response gets, at a few microseconds per request."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, *, access_log: bool,
-                 max_header_bytes: int) -> None:
+                 max_header_bytes: int, plain_status: Callable[[], tuple[bytes, int]] | None = None,
+                 ) -> None:
         self.app = app
+        self.plain_status = plain_status
         self.metrics = metrics
         self.access_log = access_log
         self.max_header_bytes = max_header_bytes
@@ -49,10 +52,13 @@ class EdgeMiddleware:
         started = time.perf_counter()
         request_id = b""
         header_bytes = 0
+        conditional = False
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value)
             if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value
+            elif name == b"if-none-match":
+                conditional = True
         if not request_id:
             # A random per-process prefix and a counter: unique across workers and restarts in
             # practice, and far cheaper per request than fresh randomness.
@@ -72,6 +78,14 @@ class EdgeMiddleware:
 
         if header_bytes > self.max_header_bytes:
             await _reply(send_with_headers, 431, _TOO_LARGE)
+        elif (self.plain_status is not None and scope["path"] == "/status"
+              and scope["method"] == "GET" and not scope["query_string"] and not conditional):
+            # The most frequent request, answered without routing: same body and ETag as the
+            # handler (routes.status_body); anything else about /status goes through Litestar.
+            body, version = self.plain_status()
+            scope["path_template"] = "/status"
+            await _reply(send_with_headers, 200, body, b"application/json",
+                         [(b"etag", b'"%d"' % version)])
         else:
             await self.app(scope, receive, send_with_headers)
         route = scope.get("path_template") or "unmatched"
@@ -89,8 +103,9 @@ class EdgeMiddleware:
                           duration_ms=round(elapsed * 1000, 3))
 
 
-async def _reply(send: Any, status: int, body: bytes) -> None:
+async def _reply(send: Any, status: int, body: bytes, media_type: bytes = b"application/problem+json",
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", media_type),
+                            (b"content-length", b"%d" % len(body)), *(headers or ())]})
     await send({"type": "http.response.body", "body": body})
