@@ -17,7 +17,7 @@ from litestar.types import ASGIApp
 
 from eventstate.eventlog import EventLog, ServerLock
 from eventstate.http import routes
-from eventstate.http.auth import api_key_guard
+from eventstate.http.auth import api_key_guard, key_checker
 from eventstate.http.middleware import EdgeMiddleware
 from eventstate.http.problems import EXCEPTION_HANDLERS
 from eventstate.observability import Metrics, configure_logging
@@ -99,9 +99,21 @@ def create_app(settings: Settings) -> Litestar:
         head = app.state.service.status()
         return routes.status_body(head), head.version
 
+    check_key = key_checker(settings.api_keys) if settings.api_keys else None
+
+    async def plain_update(body: bytes, if_match: str | None, idempotency_key: str | None,
+                           api_key: bytes) -> tuple[bytes, dict[str, str]]:
+        if check_key is not None:
+            check_key(api_key)
+        return await routes.record_update(app.state.service, body, if_match, idempotency_key)
+
+    # The two most frequent requests are answered at the edge (same functions as the handlers);
+    # a rate limit is Litestar middleware, so with one configured updates keep the routed path.
     edge = EdgeMiddleware(app.asgi_handler, metrics, access_log=settings.access_log,
                           max_header_bytes=settings.max_header_bytes,
-                          plain_status=None if read_guards else plain_status)
+                          plain_status=None if read_guards else plain_status,
+                          plain_update=None if settings.write_rate_limit else plain_update,
+                          max_body_bytes=settings.max_body_bytes)
     app.asgi_handler = cast("ASGIApp", edge)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -13,12 +14,11 @@ from litestar.types import Guard
 API_KEY_HEADER = "x-api-key"
 
 
-def api_key_guard(keys: tuple[str, ...]) -> Guard:
-    """A guard that admits a request only with an `X-API-KEY` equal to one of `keys`."""
+def key_checker(keys: tuple[str, ...]) -> Callable[[bytes], None]:
+    """A check that raises NotAuthorizedException unless the given key equals one of `keys`."""
     encoded = [k.encode("utf-8") for k in keys]
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-        given = connection.headers.get(API_KEY_HEADER, "").encode("utf-8", "replace")
+    def check(given: bytes) -> None:
         # Compare with every key, so the time taken does not tell which (or whether one) matched.
         matched = False
         for key in encoded:
@@ -27,5 +27,15 @@ def api_key_guard(keys: tuple[str, ...]) -> Guard:
             raise NotAuthorizedException(
                 "a valid X-API-KEY header is required" if given else "the X-API-KEY header is missing"
             )
+
+    return check
+
+
+def api_key_guard(keys: tuple[str, ...]) -> Guard:
+    """A guard that admits a request only with an `X-API-KEY` equal to one of `keys`."""
+    check = key_checker(keys)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        check(connection.headers.get(API_KEY_HEADER, "").encode("utf-8", "replace"))
 
     return guard

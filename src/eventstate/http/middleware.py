@@ -7,11 +7,13 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
+from eventstate.http.problems import problem_parts
 from eventstate.observability import Metrics
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -23,6 +25,9 @@ _SECURITY_HEADERS = [
 ]
 # The API serves JSON only; the interactive docs under /schema need scripts and styles.
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_CONDITIONAL = (b"if-none-match",)
+PROBLEM_JSON = b"application/problem+json"
+PlainUpdate = Callable[[bytes, str | None, str | None, bytes], Awaitable[tuple[bytes, dict[str, str]]]]
 _TOO_LARGE = (b'{"type":"about:blank","title":"Request header fields too large","status":431,'
               b'"detail":"the request headers are larger than the limit"}')
 
@@ -34,9 +39,11 @@ class EdgeMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: Metrics, *, access_log: bool,
                  max_header_bytes: int, plain_status: Callable[[], tuple[bytes, int]] | None = None,
-                 ) -> None:
+                 plain_update: PlainUpdate | None = None, max_body_bytes: int = 64 * 1024) -> None:
         self.app = app
         self.plain_status = plain_status
+        self.plain_update = plain_update
+        self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.access_log = access_log
         self.max_header_bytes = max_header_bytes
@@ -57,7 +64,7 @@ class EdgeMiddleware:
             header_bytes += len(name) + len(value)
             if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value
-            elif name == b"if-none-match":
+            elif name in _CONDITIONAL:
                 conditional = True
         if not request_id:
             # A random per-process prefix and a counter: unique across workers and restarts in
@@ -86,6 +93,12 @@ class EdgeMiddleware:
             scope["path_template"] = "/status"
             await _reply(send_with_headers, 200, body, b"application/json",
                          [(b"etag", b'"%d"' % version)])
+        elif (self.plain_update is not None and scope["path"] == "/update"
+              and scope["method"] == "POST"):
+            # Updates, answered without routing: the handler's own function does the work and
+            # every error goes through the one problem table (problems.problem_parts).
+            scope["path_template"] = "/update"
+            await self._update(scope, receive, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
         route = scope.get("path_template") or "unmatched"
@@ -101,6 +114,52 @@ class EdgeMiddleware:
             self.log.info("request", request_id=request_id.decode(), method=scope["method"],
                           path=scope["path"], route=route, status=status,
                           duration_ms=round(elapsed * 1000, 3))
+
+
+    async def _update(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert self.plain_update is not None
+        wanted = {b"if-match": None, b"idempotency-key": None, b"x-api-key": b"",
+                  b"content-length": None}
+        for name, value in scope["headers"]:
+            if name in wanted:
+                wanted[name] = value
+        try:
+            body = await _read_body(receive, self.max_body_bytes, wanted[b"content-length"])
+            if body is None:
+                return  # the client went away before sending its body: nothing to answer
+            payload, headers = await self.plain_update(
+                body, _text(wanted[b"if-match"]), _text(wanted[b"idempotency-key"]),
+                wanted[b"x-api-key"] or b"")
+        except Exception as exc:
+            status, problem, problem_headers = problem_parts(exc)
+            await _reply(send, status, problem, PROBLEM_JSON,
+                         [(k.lower().encode(), v.encode()) for k, v in problem_headers.items()])
+            return
+        await _reply(send, 200, payload, b"application/json",
+                     [(k.encode(), v.encode()) for k, v in headers.items()])
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+async def _read_body(receive: Any, limit: int, content_length: bytes | None) -> bytes | None:
+    """The whole request body, or RequestEntityTooLarge past `limit`; None if the client left."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise RequestEntityTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _reply(send: Any, status: int, body: bytes, media_type: bytes = b"application/problem+json",

@@ -102,3 +102,14 @@ EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request[Any, Any, Any], Exce
     HTTPException: _http,
     Exception: _internal,
 }
+
+
+def problem_parts(exc: Exception) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers for `exc` through the table above (for the edge's fast path,
+    which answers without Litestar's exception middleware)."""
+    for kind in type(exc).__mro__:
+        handler = EXCEPTION_HANDLERS.get(kind)
+        if handler is not None:
+            response = handler(None, exc)  # type: ignore[arg-type]  # handlers ignore the request
+            return response.status_code or 500, response.content, dict(response.headers)
+    raise exc  # pragma: no cover - Exception itself is in the table

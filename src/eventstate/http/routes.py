@@ -135,14 +135,23 @@ def _moment(text: str) -> datetime:
                  **problems(400, 401, 409, 412, 413, 422, 429, 503)})
 async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Append one update to the log; answer with the event once it is durably committed."""
-    command = Command(decode_update(await request.body()),
-                      parse_if_match(_header(request, b"if-match")),
-                      parse_idempotency_key(_header(request, b"idempotency-key")))
-    recorded: Recorded = await service(request).update(command)
+    body, headers = await record_update(service(request), await request.body(),
+                                        _header(request, b"if-match"),
+                                        _header(request, b"idempotency-key"))
+    return _json(body, headers)
+
+
+async def record_update(svc: EventService, body: bytes, if_match: str | None,
+                        idempotency_key: str | None) -> tuple[bytes, dict[str, str]]:
+    """The whole of `POST /update` after the body is read: the event's JSON and the headers
+    (also used by the edge's fast path)."""
+    command = Command(decode_update(body), parse_if_match(if_match),
+                      parse_idempotency_key(idempotency_key))
+    recorded: Recorded = await svc.update(command)
     headers = _etag(recorded.event.seq)
     if recorded.replayed:
         headers["idempotent-replayed"] = "true"
-    return _json(encode(unstructure_event(recorded.event)), headers)
+    return encode(unstructure_event(recorded.event)), headers
 
 
 @get("/logs", sync_to_thread=False, summary="Browse the event log", operation_class=LogsOperation,
