@@ -5,6 +5,19 @@ Sessions that touch a cloud are `default=False`, so a plain `nox` never creates 
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -17,7 +30,7 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Run ruff and mypy (strict) over the code."""
+    """Run ruff, mypy (strict), terraform fmt/validate, checkov, hadolint and shellcheck."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", "src", "tests", "noxfile.py")
     session.run("mypy")
@@ -41,10 +54,6 @@ def serve(session: nox.Session) -> None:
 # ---- container image (section owned by the image work) ---------------------------------------
 
 # Imported here, not at the top, so that each section of this file can be edited on its own.
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tomllib  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 # Keep in step with `ARG BASE_IMAGE` in the Dockerfile: the wheelhouse is built for this Python.
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
@@ -103,8 +112,6 @@ def image(session: nox.Session) -> None:
 
 # ---- deployment with Terraform (section owned by the deploy work) ----------------------------
 
-import shlex  # noqa: E402
-import sys  # noqa: E402
 
 DEPLOY_TARGETS = ("aws", "local")
 
@@ -174,12 +181,6 @@ def bench(session: nox.Session) -> None:
 
 # ---- fuzzing (section owned by the hardening work) -------------------------------------------
 
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 
 # Pinned: the CLI and the check names changed between 3.x and 4.x.
 SCHEMATHESIS = "schemathesis==4.32.5"
