@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -538,13 +538,9 @@ class EventLog:
     def backup_to(self, dest: Path) -> None:
         """Copy the live database to `dest` with SQLite's online backup API, in one step: a copy
         made in several steps restarts whenever a writer commits, and may never finish."""
-        source = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        target = sqlite3.connect(dest)
-        try:
+        with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as source, \
+                closing(sqlite3.connect(dest)) as target:
             source.backup(target, pages=-1)
-        finally:
-            target.close()
-            source.close()
 
     # ---- liveness ----------------------------------------------------------------------------
 
