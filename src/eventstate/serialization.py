@@ -128,7 +128,4 @@ def decode_json(line: bytes | str) -> Any:
 # The converter's view of Event and State is the wire form above, so `structure(unstructure(e)) == e`.
 converter.register_unstructure_hook(Event, unstructure_event)
 converter.register_unstructure_hook(State, unstructure_state)
-_event_strict = cattrs.Converter(forbid_extra_keys=True)
-_event_strict.register_structure_hook(int, _strict_int)
-_event_strict.register_structure_hook(str, _strict_str)
-converter.register_structure_hook(Event, lambda d, _t: _event_strict.structure(d, Event))
+converter.register_structure_hook(Event, lambda d, _t: _strict.structure(d, Event))
