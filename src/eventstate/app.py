@@ -18,6 +18,7 @@ from litestar.types import ASGIApp
 from eventstate.eventlog import EventLog, ServerLock
 from eventstate.http import routes
 from eventstate.http.auth import api_key_guard, key_checker
+from eventstate.http.console import console_router
 from eventstate.http.middleware import EdgeMiddleware
 from eventstate.http.problems import EXCEPTION_HANDLERS
 from eventstate.observability import Metrics, configure_logging
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> Litestar:
                    middleware=write_middleware),
             routes.live,
             routes.ready,
+            console_router,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -23,7 +23,8 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-# The API serves JSON only; the interactive docs under /schema need scripts and styles.
+# The API serves JSON only; the interactive docs under /schema need scripts and styles, and the
+# console under /console sets its own, stricter policy (http/console.py).
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _CONDITIONAL = (b"if-none-match",)
 PROBLEM_JSON = b"application/problem+json"
@@ -72,7 +73,7 @@ class EdgeMiddleware:
             request_id = b"%s%08x" % (self._id_prefix, next(self._ids))
         structlog.contextvars.bind_contextvars(request_id=request_id.decode())
         extra = [(b"x-request-id", request_id), *_SECURITY_HEADERS]
-        if not scope["path"].startswith("/schema"):
+        if not scope["path"].startswith(("/schema", "/console")):
             extra.append(_API_CSP)
         status = 500
 
