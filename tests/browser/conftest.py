@@ -68,9 +68,12 @@ def open_page(chromium: Any) -> Iterator[Any]:
     """Open pages in fresh browser contexts (own storage); all closed at the end of the test."""
     contexts: list[Any] = []
 
-    def open_(url: str, *, width: int = 1280, height: int = 900) -> Watched:
-        context = chromium.new_context(viewport={"width": width, "height": height})
+    def open_(url: str, *, width: int = 1280, height: int = 900,
+              routes: dict[Any, Any] | None = None) -> Watched:
+        context = chromium.new_context(viewport={"width": width, "height": height}, timezone_id="UTC")
         contexts.append(context)
+        for pattern, handler in (routes or {}).items():
+            context.route(pattern, handler)
         watched = Watched(context.new_page())
         watched.page.set_default_timeout(10_000)
         watched.page.goto(url)

@@ -34,11 +34,12 @@ const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Parse and check a verifier key `name+hexkeyid+base64(0x01 ‖ key)`; {name, id, key}. */
 export async function parseVerifierKey(text) {
-  const parts = text.trim().split("+");
-  if (parts.length !== 3 || !parts[0] || /\s/.test(parts[0])) {
+  // The name holds no "+", the key ID is hex; the base64 after them may contain "+" itself.
+  const match = /^([^+\s]+)\+([^+]*)\+(\S+)$/.exec(text.trim());
+  if (!match) {
     throw new VerificationError("a verifier key looks like name+1234abcd+base64 (three parts joined by +)");
   }
-  const [name, idHex, keyB64] = parts;
+  const [, name, idHex, keyB64] = match;
   if (!/^[0-9a-f]{8}$/.test(idHex)) throw new VerificationError("the key ID must be 8 lowercase hex digits");
   let raw;
   try {
