@@ -253,3 +253,13 @@ def fuzz(session: nox.Session) -> None:
                 session.log(f"server output:\n{output.read_text(errors='replace')[-4000:]}")
         # Whatever the fuzzer sent, the events it got accepted must still form a verifiable chain.
         session.run("eventstate", "verify", "--database", str(database))
+
+
+# ---- audit console (section owned by the console work) -----------------------------------------
+
+
+@nox.session(default=False)
+def screenshots(session: nox.Session) -> None:
+    """Photograph /console at desktop and phone width into docs/ (needs the system Chromium)."""
+    session.install("-e", ".[test]")
+    session.run("python", "docs/console_screenshots.py", "docs")
