@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import sync_playwright
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,11 +43,7 @@ def _free_port() -> int:
 
 
 def _post(url: str, body: dict[str, object]) -> None:
-    import json
-    request = urllib.request.Request(f"{url}/update", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
-        response.read()
+    httpx.post(f"{url}/update", json=body, timeout=10).raise_for_status()
 
 
 def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
@@ -56,10 +52,11 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
         if server.poll() is not None:
             sys.exit(f"eventstate serve exited with {server.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=1):  # noqa: S310
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
                 return
-        except OSError:
-            time.sleep(0.1)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
     sys.exit("eventstate serve did not become ready in 30 s")
 
 

@@ -275,3 +275,73 @@ def test_protected_reads_ask_for_a_key_and_keep_it_for_the_tab(
     page.click("#forget-key")
     page.wait_for_selector("#key-form:not([hidden])")
     assert page.evaluate("sessionStorage.getItem('eventstate.apiKey')") is None
+
+
+# WCAG 2.x contrast of each element's text against the first opaque background behind it.
+CONTRAST = """(selectors) => {
+  const channel = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const background = (node) => {
+    for (; node; node = node.parentElement) {
+      const c = rgb(getComputedStyle(node).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = {};
+  for (const selector of selectors) {
+    const node = document.querySelector(selector);
+    if (!node) { out[selector] = null; continue; }
+    const [a, b] = [luminance(rgb(getComputedStyle(node).color)), luminance(background(node))];
+    out[selector] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)], ids=["desktop", "phone"])
+def test_the_page_is_readable_at_desktop_and_phone_width(
+    server_factory: type[ServerProcess], db_path: Path, open_page: Any, width: int, height: int,
+) -> None:
+    """Nothing overflows sideways, and text (verdicts in green and red included) has 4.5:1 contrast."""
+    first = server_factory(db_path).start()
+    seed(first, 30)
+    first.stop()
+    tamper(db_path, "UPDATE events SET new_message = ? WHERE seq = ?", "edited", 28)
+    server = server_factory(db_path).start()
+    page = open_page(f"{server.url}/console", width=width, height=height).page
+    page.wait_for_selector("#chain-all.bad")
+    page.wait_for_selector("#seq-28.broken")
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    ratios = page.evaluate(CONTRAST, [
+        "#chain-all", "#chain-view", "#connection", "#state .counter", "#state dt", "li.event .seq",
+        "li.event time", "li.event .change .old", "li.event .change .new", "li.event .label",
+        "li.broken .badge.bad", "#older", "#newest", "#checkpoint-verdict", "footer p",
+    ])
+    assert {} == {k: v for k, v in ratios.items() if v is None or v < 4.5}
+
+
+def test_the_page_can_be_used_with_the_keyboard_alone(server: ServerProcess, open_page: Any) -> None:
+    """Tab reaches the controls in reading order, Enter jumps to a seq, and focus stays visible."""
+    page = open_page(f"{server.url}/console").page
+    page.wait_for_selector("#chain-view.good")
+    reached = []
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
+        if reached[-1] == "older":
+            break
+    assert reached[0] == "skip"
+    assert reached.index("jump-seq") < reached.index("jump-at") < reached.index("older")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert "none" != outline
+
+    page.keyboard.press("Enter")  # Older
+    page.wait_for_selector("#seq-15")
+    page.focus("#jump-seq")
+    page.keyboard.type("3")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#seq-3.highlight")
+    assert "timeline" == page.evaluate("document.activeElement.id")
