@@ -57,11 +57,13 @@ def console_page() -> ASGIResponse:
     return _serve("index.html")
 
 
-@get("/console/{name:str}", include_in_schema=False, sync_to_thread=False)
-def console_file(name: Annotated[str, PathParameter(max_length=64)]) -> ASGIResponse:
-    """One of the page's own files (its scripts, styles and icon)."""
+@get("/console/{name:path}", include_in_schema=False, sync_to_thread=False)
+def console_file(name: Annotated[str, PathParameter(description="A file of the page")]) -> ASGIResponse:
+    """One of the page's own files (its scripts, styles and icon); anything else under /console/ is a
+    404 that still carries the console's policy (the edge leaves /console/ to this module)."""
+    name = name.lstrip("/")
     if name not in _FILES or name == "index.html":
-        raise NotFoundException(f"no console file {name!r}")
+        raise NotFoundException("no such console file", headers={"content-security-policy": CONSOLE_CSP})
     return _serve(name)
 
 

@@ -73,7 +73,8 @@ class EdgeMiddleware:
             request_id = b"%s%08x" % (self._id_prefix, next(self._ids))
         structlog.contextvars.bind_contextvars(request_id=request_id.decode())
         extra = [(b"x-request-id", request_id), *_SECURITY_HEADERS]
-        if not scope["path"].startswith(("/schema", "/console")):
+        path = scope["path"]
+        if not (path.startswith("/schema") or path == "/console" or path.startswith("/console/")):
             extra.append(_API_CSP)
         status = 500
 
