@@ -158,6 +158,15 @@ def test_jumping_to_a_seq_and_a_moment_shows_the_state_then(server: ServerProces
     assert 12 == at["version"]
     assert str(at["counter"]) == page.inner_text("#point .counter")
 
+    # New events while looking at the past are counted, not mixed in; one click shows them.
+    assert 200 == httpx.post(f"{server.url}/update", json={"message": "meanwhile"}).status_code
+    page.wait_for_selector("#unseen:not([hidden])")
+    assert "1 new event since" in page.inner_text("#unseen")
+    assert 12 == page.evaluate("Number(document.querySelector('#timeline li').dataset.seq)")
+    page.click("#unseen")
+    page.wait_for_selector("#seq-41")
+    assert page.is_hidden("#unseen")
+
     page.fill("#jump-seq", "999")
     page.press("#jump-seq", "Enter")
     page.wait_for_selector("#alert:not([hidden])")
@@ -345,3 +354,18 @@ def test_the_page_can_be_used_with_the_keyboard_alone(server: ServerProcess, ope
     page.keyboard.press("Enter")
     page.wait_for_selector("#seq-3.highlight")
     assert "timeline" == page.evaluate("document.activeElement.id")
+
+
+def test_an_empty_log_says_so_and_fills_in_live(server_factory: type[ServerProcess], db_path: Path,
+                                                open_page: Any) -> None:
+    """A fresh log shows that it is empty; the first event then appears and is verified from seq 1."""
+    server = server_factory(db_path).start()
+    page = open_page(f"{server.url}/console").page
+    page.wait_for_selector("#connection.live")
+    assert "the log is empty" in page.inner_text("#timeline")
+    assert "no events to verify yet" in page.inner_text("#chain-all")
+
+    assert 200 == httpx.post(f"{server.url}/update", json={"counter": 1}).status_code
+    page.wait_for_selector("#seq-1")
+    page.wait_for_selector("#chain-all.good >> text=from seq 1 to 1")
+    assert "the log is empty" not in page.inner_text("#timeline")
