@@ -88,9 +88,11 @@ class Signer:
 class Fixture:
     """A checkpoint of the first SIZE events of a real log and the proofs for it."""
 
-    def __init__(self, server: ServerProcess, signer: Signer) -> None:
+    def __init__(self, server: ServerProcess, signer: Signer, *, other_history: bool = False) -> None:
         events = httpx.get(f"{server.url}/logs", params={"limit": SIZE}).json()["items"]
         self.leaves = [bytes.fromhex(e["hash"]) for e in events]
+        if other_history:  # the checkpoint signs a history whose event 2 is not the one served
+            self.leaves[1] = sha256(b"another event 2")
         self.root = tree_hash(self.leaves)
         self.note = signer.sign(f"{ORIGIN}\n{SIZE}\n{base64.b64encode(self.root).decode()}\n")
         self.bad_proof_for: int | None = None
@@ -161,6 +163,9 @@ def test_a_signed_checkpoint_and_inclusion_proofs_verify(server: ServerProcess, 
     assert list(range(SIZE, 5, -1)) == proved
     assert sorted(fixture.proofs_served) == list(range(6, SIZE + 1))
     assert signer.verifier_key == page.evaluate("localStorage.getItem('eventstate.verifierKey')")
+    page.wait_for_selector("#checkpoint-root.good")
+    assert f"the Merkle tree of events 1 to {SIZE} as this server serves them" in page.inner_text(
+        "#checkpoint-root")
 
     # The key is remembered: a new visit checks the checkpoint without asking.
     page.reload()
@@ -209,3 +214,18 @@ def test_a_bad_checkpoint_or_proof_is_refused_in_words(server: ServerProcess, op
     assert expected in page.inner_text("#checkpoint-verdict")
     if case == "bad proof":
         assert ["15"] == page.eval_on_selector_all("li.event.broken", "rows => rows.map(r => r.dataset.seq)")
+
+
+def test_a_checkpoint_of_another_history_is_caught_by_its_root(server: ServerProcess,
+                                                               open_page: Any) -> None:
+    """If the signed tree differs from the served log only in an event not on screen, the proofs of the
+    events shown still verify, and recomputing the root from every event catches it."""
+    signer = Signer(ORIGIN)
+    fixture = Fixture(server, signer, other_history=True)
+    page = open_page(f"{server.url}/console", routes=fixture.routes()).page
+    page.wait_for_selector("#checkpoint-form:not([hidden])")
+    page.fill("#vkey", signer.verifier_key)
+    page.press("#vkey", "Enter")
+    page.wait_for_selector("#checkpoint-verdict.good")
+    page.wait_for_selector("#checkpoint-root.bad")
+    assert f"does NOT match the Merkle tree of events 1 to {SIZE}" in page.inner_text("#checkpoint-root")

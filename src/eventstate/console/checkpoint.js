@@ -128,3 +128,33 @@ export async function verifyInclusion(index, size, leaf, proof, root) {
   }
   return sn === 0 && equal(r, root);
 }
+
+/** An RFC 9162 tree head built leaf by leaf from a stack of perfect subtrees (O(log n) memory). */
+export class TreeBuilder {
+  constructor() {
+    this.size = 0;
+    this.stack = []; // {height, hash}, tallest first
+  }
+
+  async push(leafHash) {
+    let node = { height: 0, hash: leafHash };
+    this.size += 1;
+    while (this.stack.length && this.stack.at(-1).height === node.height) {
+      const left = this.stack.pop();
+      node = { height: node.height + 1, hash: await sha256(concat(Uint8Array.of(0x01), left.hash, node.hash)) };
+    }
+    this.stack.push(node);
+  }
+
+  /** MTH of the leaves pushed so far: the subtrees joined from the smallest (rightmost) up. */
+  async root() {
+    if (!this.stack.length) return sha256(new Uint8Array(0));
+    let r = this.stack.at(-1).hash;
+    for (let i = this.stack.length - 2; i >= 0; i--) {
+      r = await sha256(concat(Uint8Array.of(0x01), this.stack[i].hash, r));
+    }
+    return r;
+  }
+}
+
+export const sameBytes = equal;

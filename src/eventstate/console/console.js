@@ -5,7 +5,8 @@
 import { ApiError, apiKey, forgetApiKey, getJSON, parseJSON, request, setApiKey, streamEvents } from "./api.js";
 import { GENESIS, checkLink, linkOf, verifySegment } from "./chain.js";
 import {
-  VerificationError, base64Decode, eventLeaf, openNote, parseCheckpoint, parseVerifierKey, verifyInclusion,
+  TreeBuilder, VerificationError, base64Decode, eventLeaf, openNote, parseCheckpoint, parseVerifierKey,
+  sameBytes, verifyInclusion,
 } from "./checkpoint.js";
 
 const PAGE = 25;
@@ -305,6 +306,7 @@ async function probeCheckpoint() {
 async function verifyCheckpoint(keyText) {
   checkpoint = null;
   inclusion.clear();
+  say("checkpoint-root", "");
   const note = await probeCheckpoint();
   if (note === null) return;
   if (!keyText) {
@@ -320,9 +322,37 @@ async function verifyCheckpoint(keyText) {
     checkpoint = { ...parsed, signer: verifier.name };
     localStorage.setItem(VKEY_NAME, keyText.trim());
     await proveView();
+    checkTreeRoot(checkpoint).catch((error) =>
+      say("checkpoint-root", `Could not recompute the checkpoint's root: ${error.message}`, "bad"));
   } catch (error) {
     if (!(error instanceof VerificationError)) throw error;
     say("checkpoint-verdict", `Checkpoint NOT verified: ${error.message}.`, "bad");
+  }
+}
+
+// Inclusion proofs cover the events on screen; the root, recomputed from every event the checkpoint
+// counts, covers the rest: it fails if any event the server serves differs from what was signed.
+async function checkTreeRoot(signed) {
+  const { size, root } = signed;
+  const tree = new TreeBuilder();
+  let after = 0;
+  while (tree.size < size && checkpoint === signed) {
+    say("checkpoint-root", `Recomputing the checkpoint's root: ${tree.size} of ${size} events…`, "busy");
+    const page = await getJSON(`/logs?after=${after}&limit=${Math.min(VERIFY_PAGE, size - tree.size)}`);
+    if (!page.items.length) break;
+    for (const event of page.items) await tree.push(await eventLeaf(event.hash));
+    after = page.items.at(-1).seq;
+  }
+  if (checkpoint !== signed) return;
+  if (tree.size < size) {
+    say("checkpoint-root", `The log served has ${tree.size} events, fewer than the ${size} the checkpoint ` +
+      "signed: it was cut short or rolled back.", "bad");
+  } else if (sameBytes(await tree.root(), root)) {
+    say("checkpoint-root", `The checkpoint's root hash is the Merkle tree of events 1 to ${size} as ` +
+      "this server serves them.", "good");
+  } else {
+    say("checkpoint-root", `The checkpoint's root hash does NOT match the Merkle tree of events 1 to ${size} ` +
+      "as this server serves them: the log differs from what was signed.", "bad");
   }
 }
 
