@@ -107,7 +107,10 @@ function row(event) {
 function renderTimeline() {
   const list = $("timeline");
   list.replaceChildren(...view.events.map(row));
-  if (!view.events.length) list.append(el("li", { class: "empty-log", text: "No events here: the log is empty." }));
+  if (!view.events.length) {
+    list.append(el("li", { class: "empty-log",
+      text: view.newest ? "No events here: the log is empty." : "No events up to this point." }));
+  }
   $("older").disabled = !view.next;
   $("newer").disabled = view.newest;
   $("newest").disabled = view.newest;
@@ -262,14 +265,13 @@ async function runTail(gen) {
     tailCtl = new AbortController();
     try {
       for await (const message of streamEvents(tailSeq, tailCtl.signal, {
-        onOpen: () => { backoff = 500; setConnection("live", `Live: following new events after seq ${tailSeq}`); },
+        onOpen: () => { backoff = 500; setConnection("live", "Live: new events appear as they are committed"); },
       })) {
         if (message.event !== "event") continue;
         const event = parseJSON(message.data);
         if (event.seq <= tailSeq) continue;
         tailSeq = event.seq;
-        onLiveEvent(event);
-        setConnection("live", `Live: following new events (last seq ${tailSeq})`);
+        onLiveEvent(event); // the pill is a live region: it is not re-announced for every event
       }
     } catch (error) {
       if (gen !== generation) return;
