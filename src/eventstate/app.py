@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import cast
 
 from litestar import Litestar, Router
@@ -15,13 +16,15 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.types import ASGIApp
 
-from eventstate.eventlog import EventLog, ServerLock
+from eventstate.adapters import open_store
+from eventstate.adapters.sqlite import ServerLock
 from eventstate.http import routes
 from eventstate.http.auth import api_key_guard, key_checker
 from eventstate.http.console import console_router
 from eventstate.http.middleware import EdgeMiddleware
 from eventstate.http.problems import EXCEPTION_HANDLERS
 from eventstate.observability import Metrics, configure_logging
+from eventstate.ports import EventStore
 from eventstate.service import EventService
 from eventstate.settings import Settings
 
@@ -34,10 +37,10 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def open_log(settings: Settings) -> EventLog:
-    """Open the configured log for serving (creating it if it does not exist yet)."""
-    return EventLog.open(settings.database, synchronous=settings.synchronous,
-                         busy_timeout_ms=settings.busy_timeout_ms)
+def open_log(settings: Settings) -> EventStore:
+    """Open the configured log for serving (creating a SQLite file if it does not exist yet)."""
+    return open_store(settings.database, synchronous=settings.synchronous,
+                      busy_timeout_ms=settings.busy_timeout_ms)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -45,10 +48,11 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # One process serving alone holds the server lock and trusts its own commits; with several
-        # workers the parent holds it and every worker checks the log for the others' commits.
-        alone = settings.workers == 1
-        lock = ServerLock(settings.database) if alone else None
+        # One process serving a SQLite file alone holds the server lock and trusts its own commits;
+        # with several workers the parent holds it and every worker checks the log for the others'
+        # commits. A PostgreSQL log is always shared: any number of instances may serve it.
+        alone = settings.workers == 1 and isinstance(settings.database, Path)
+        lock = ServerLock(settings.database) if isinstance(settings.database, Path) and alone else None
         try:
             svc = EventService(
                 open_log(settings), max_batch=settings.max_batch, max_pending=settings.max_pending,

@@ -11,7 +11,7 @@ import attrs
 
 from eventstate.commands import Command, Outcome, Recorded
 from eventstate.domain import DomainError, Event, Head, format_timestamp
-from eventstate.eventlog import EventLog, LogError, LogReplaced, LogUnavailable
+from eventstate.ports import EventStore, StoreError, StoreUnavailable
 from eventstate.projection import Projection
 from eventstate.writer import BatchStats, GroupCommitWriter
 
@@ -38,7 +38,7 @@ class EventService:
 
     def __init__(
         self,
-        log: EventLog,
+        log: EventStore,
         *,
         max_batch: int,
         max_pending: int,
@@ -50,6 +50,8 @@ class EventService:
         self.projection = Projection(log, shared=shared)
         self._shared = shared
         self._changed = asyncio.Event()
+        self._pushed = False  # whether the store wakes us when another process commits
+        self._seen = 0
         self.writer = GroupCommitWriter(
             log, self._committed, max_batch=max_batch, max_pending=max_pending,
             key_ttl=key_ttl, on_batch=on_batch,
@@ -57,14 +59,15 @@ class EventService:
 
     def _committed(self, head: Head) -> None:
         self.projection.advance(head)
+        self._seen = head.version
         self._changed.set()  # wake every tail waiting for news, then arm a fresh event
         self._changed = asyncio.Event()
 
     async def wait_past(self, version: int, timeout: float) -> bool:  # noqa: ASYNC109 - a poll with a deadline
         """Wait until the log is past `version` or `timeout` passes; whether it moved on.
 
-        Our own commits wake waiters at once; other workers' commits are noticed by polling the
-        log's `data_version` a few times a second.
+        Our own commits wake waiters at once; other processes' commits are noticed by asking the
+        store for news a few times a second (or at once, when the store pushes news: `notify`).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -82,8 +85,21 @@ class EventService:
         return self.log.head().version - self.projection.cached().version
 
     def start(self) -> None:
-        """Start the writer (inside the running event loop)."""
+        """Start the writer (inside the running event loop) and listen for other instances' commits."""
         self.writer.start()
+        loop = asyncio.get_running_loop()
+
+        def news() -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._news)
+
+        self._pushed = self.log.on_news(news)
+
+    def _news(self) -> None:
+        if self.projection.current().version > self._seen:
+            self._seen = self.projection.cached().version
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     async def stop(self) -> None:
         """Write what is queued, stop the writer and close the log."""
@@ -125,28 +141,25 @@ class EventService:
             raise NotFound(f"there is no event {seq}")
         return event
 
-    def readiness(self) -> Readiness:  # noqa: PLR0911 - one early answer per way of not being ready
-        """Ready when the log file is the one we opened, readable, writable and the projection current."""
+    def readiness(self) -> Readiness:
+        """Ready when the log is the one we opened, readable, writable and the projection current."""
         try:
-            self.log.ensure_same_file()
-            self.log.data_version()  # a real read of the file, even when reads need none
+            self.log.check()  # a real round trip, even when reads need none
             head = self.projection.current()
             if head.version != self.log.head().version:
                 return Readiness(False, "the projection is behind the log", head.version)
-        except LogReplaced as e:
+        except (StoreError, StoreUnavailable) as e:  # the store's own words say what is wrong
             return Readiness(False, str(e), self.projection.cached().version)
-        except (LogError, OSError) as e:
+        except OSError as e:
             return Readiness(False, f"the log cannot be read: {e}", self.projection.cached().version)
         except Exception as e:
             return Readiness(False, f"the log cannot be read: {type(e).__name__}",
                              self.projection.cached().version)
-        if not self.log.writable():
-            return Readiness(False, "the database is not writable", head.version)
         if self.writer.last_failure is not None:
             # The last commit failed: only a write that goes through shows the log is back.
             try:
                 self.log.probe_write(format_timestamp(datetime.now(UTC)))
-            except LogUnavailable:
+            except StoreUnavailable:
                 return Readiness(False, f"the last commit failed: {self.writer.last_failure}",
                                  head.version)
             self.writer.last_failure = None

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
-from eventstate.eventlog import SYNCHRONOUS_LEVELS, Synchronous
+from eventstate.adapters import database_setting
+from eventstate.ports import StoreError
 
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 MIN_API_KEY_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -53,11 +58,19 @@ def _keys(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.replace("\n", ",").split(",") if k.strip())
 
 
+def _database(value: str | os.PathLike[str]) -> Path | str:
+    try:
+        return database_setting(value)
+    except StoreError as e:
+        raise SettingsError(str(e)) from None
+
+
 @attrs.frozen(repr=False)
 class Settings:
     """Everything eventstate can be configured with; see the README's configuration table."""
 
-    database: Path = attrs.field(default=Path("eventstate.db"), converter=Path)
+    # A Path for SQLite (a plain path or sqlite:///PATH); the URL itself for PostgreSQL.
+    database: Path | str = attrs.field(default=Path("eventstate.db"), converter=_database)
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1
@@ -86,9 +99,15 @@ class Settings:
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"log level must be one of {', '.join(LOG_LEVELS)}")
 
-    def __repr__(self) -> str:  # never print the keys themselves
+    @property
+    def shown_database(self) -> str:
+        """The database setting for logs and messages: a URL's password is never shown."""
+        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", str(self.database))
+
+    def __repr__(self) -> str:  # never print the keys (or a database password) themselves
         fields = attrs.asdict(self, recurse=False)
         fields["api_keys"] = f"<{len(self.api_keys)} keys>"
+        fields["database"] = self.shown_database
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @classmethod
@@ -103,7 +122,7 @@ class Settings:
             return env.get(f"EVENTSTATE_{name}")
 
         if (v := get("DATABASE")) is not None:
-            values["database"] = Path(v)
+            values["database"] = v
         if (v := get("HOST")) is not None:
             values["host"] = v
         if (v := get("PORT")) is not None:

@@ -11,8 +11,8 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from eventstate.commands import IdempotencyKeyInFlight, IdempotencyKeyReused
 from eventstate.domain import InvalidUpdate, PreconditionFailed
-from eventstate.eventlog import LogError, LogUnavailable
 from eventstate.http.schemas import PROBLEM_JSON
+from eventstate.ports import StoreError, StoreUnavailable
 from eventstate.serialization import BadRequest, encode
 from eventstate.service import NotFound, NotReady
 from eventstate.writer import Overloaded
@@ -95,8 +95,8 @@ EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request[Any, Any, Any], Exce
     IdempotencyKeyReused: _simple(422, "idempotency-key-reused"),
     IdempotencyKeyInFlight: _simple(409, "idempotency-key-in-flight"),
     Overloaded: _retry(503, "overloaded"),
-    LogUnavailable: _retry(503, "log-unavailable"),
-    LogError: _retry(503, "log-unavailable"),
+    StoreUnavailable: _retry(503, "log-unavailable"),
+    StoreError: _retry(503, "log-unavailable"),
     NotFound: _simple(404, "not-found"),
     NotReady: _retry(503, "not-ready"),
     HTTPException: _http,
