@@ -51,6 +51,7 @@ class EventService:
         self._shared = shared
         self._changed = asyncio.Event()
         self._pushed = False  # whether the store wakes us when another process commits
+        self._stopped = False
         self._seen = 0
         self.writer = GroupCommitWriter(
             log, self._committed, max_batch=max_batch, max_pending=max_pending,
@@ -90,13 +91,19 @@ class EventService:
         loop = asyncio.get_running_loop()
 
         def news() -> None:
-            if not loop.is_closed():
+            if not self._stopped and not loop.is_closed():
                 loop.call_soon_threadsafe(self._news)
 
         self._pushed = self.log.on_news(news)
 
     def _news(self) -> None:
-        if self.projection.current().version > self._seen:
+        if self._stopped:
+            return
+        try:
+            moved = self.projection.current().version > self._seen
+        except (StoreError, StoreUnavailable):
+            return  # the database is away: readers get 503 themselves, streams keep waiting
+        if moved:
             self._seen = self.projection.cached().version
             self._changed.set()
             self._changed = asyncio.Event()
@@ -104,6 +111,7 @@ class EventService:
     async def stop(self) -> None:
         """Write what is queued, stop the writer and close the log."""
         await self.writer.stop()
+        self._stopped = True
         self.log.close()
 
     def status(self) -> Head:

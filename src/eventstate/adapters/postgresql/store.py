@@ -274,6 +274,7 @@ class PostgresStore:
         self._notified = 0
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._closed = False
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -332,8 +333,8 @@ class PostgresStore:
             with self._engine.connect() as conn:
                 if not sa.inspect(conn).has_table("eventstate_meta"):
                     raise StoreNotInitialised(self.not_initialised())
-                meta: dict[str, str] = {
-                    str(k): str(v) for k, v in conn.execute(sa.text("SELECT key, value FROM eventstate_meta"))}
+                rows = conn.execute(sa.text("SELECT key, value FROM eventstate_meta"))
+                meta: dict[str, str] = {str(k): str(v) for k, v in rows}
                 recorded = conn.execute(sa.text("SELECT seq, hash FROM log_head WHERE id = 1")).first()
                 last = conn.execute(sa.text(
                     f"SELECT {_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1")).first()  # noqa: S608
@@ -361,6 +362,8 @@ class PostgresStore:
         reaching a server database can always block, so callers on an event loop go to a thread."""
         if not wait:
             raise StoreBusy("a server database is only reached from a worker thread")
+        if self._closed:
+            raise StoreError(f"the log {self.description} is closed")
         if self._readonly:
             raise StoreError("this log was opened read-only")
         try:
@@ -433,6 +436,8 @@ class PostgresStore:
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
+        if self._closed:  # a disposed engine would quietly open a new pool: never after close
+            raise StoreError(f"the log {self.description} is closed")
         try:
             with self._engine.connect() as conn:
                 yield conn
@@ -540,6 +545,7 @@ class PostgresStore:
 
     def close(self) -> None:
         """Stop the listener and dispose of every pooled connection."""
+        self._closed = True
         self._stop.set()
         if self._listener is not None:
             self._listener.join(timeout=5)
