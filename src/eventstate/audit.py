@@ -19,7 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from eventstate.adapters import database_setting, open_store
+from eventstate.adapters import database_setting, init_store, open_store
 from eventstate.domain import (
     ChainBroken,
     Event,
@@ -396,7 +396,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     # Second pass: checked again as it is written, in case the file changed in between; on any
     # failure a new SQLite file is removed rather than left half-built (a server log imports in
     # one transaction, so it is left empty).
-    log = open_store(target, create=True)
+    # A server database gets the log's schema first if it has none (as `eventstate init` would).
+    log = open_store(target, create=True) if isinstance(target, Path) else init_store(target)[0]
     if not isinstance(target, Path) and log.head().version != 0:
         log.close()
         raise StoreError(f"{_shown(args.database)} already holds events; import only into an empty log")
