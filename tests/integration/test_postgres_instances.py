@@ -191,8 +191,8 @@ def test_init_is_idempotent_and_safe_concurrently(postgres_cluster: Cluster):
     procs = [subprocess.Popen([sys.executable, "-m", "eventstate.cli", "init", "--database", url],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(4)]
-    results = [(p.wait(120), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
-               for p in procs]
+    results = [(p.returncode, *p.communicate(timeout=120)) for p in procs]
+    results = [(p.returncode, out, err) for p, (_, out, err) in zip(procs, results, strict=True)]
     assert [0, 0, 0, 0] == [r[0] for r in results], results
     assert 1 == sum("created" in r[1] and "already" not in r[1] for r in results)
     from _postgres import raw_sql
