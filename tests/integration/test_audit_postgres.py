@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from _audit_support import build, run_cli
+
 from _postgres import Cluster, fresh_database, raw_sql
 
 
