@@ -1,4 +1,4 @@
-"""The audit commands on a PostgreSQL log, by URL or EVENTSTATE_DATABASE, and moving a log between backends."""
+"""The audit commands on a PostgreSQL log (by URL or EVENTSTATE_DATABASE), and moving logs between backends."""
 
 from __future__ import annotations
 
