@@ -1,4 +1,4 @@
-"""The audit commands on a PostgreSQL log (by URL or EVENTSTATE_DATABASE), and moving logs between backends."""
+"""Audit commands on a PostgreSQL log (by URL or EVENTSTATE_DATABASE); moving logs between backends."""
 
 from __future__ import annotations
 
