@@ -18,6 +18,7 @@ from litestar.types import ASGIApp
 
 from eventstate.adapters import open_store
 from eventstate.adapters.sqlite import ServerLock
+from eventstate.checkpoints import CheckpointLog, SigningKeyError, load_signer
 from eventstate.http import routes
 from eventstate.http.auth import api_key_guard, key_checker
 from eventstate.http.console import console_router
@@ -26,7 +27,7 @@ from eventstate.http.problems import EXCEPTION_HANDLERS
 from eventstate.observability import Metrics, configure_logging
 from eventstate.ports import EventStore
 from eventstate.service import EventService
-from eventstate.settings import Settings
+from eventstate.settings import Settings, SettingsError
 
 
 def package_version() -> str:
@@ -43,8 +44,20 @@ def open_log(settings: Settings) -> EventStore:
                       busy_timeout_ms=settings.busy_timeout_ms)
 
 
+def checkpoint_log(settings: Settings) -> CheckpointLog | None:
+    """The checkpoint signer for the configured key, None without one; SettingsError if the key
+    file cannot be used (fail closed: a server never starts with a key it cannot trust)."""
+    if settings.signing_key_file is None:
+        return None
+    try:
+        return CheckpointLog(load_signer(settings.signing_key_file))
+    except SigningKeyError as e:
+        raise SettingsError(f"EVENTSTATE_SIGNING_KEY_FILE: {e}") from None
+
+
 def create_app(settings: Settings) -> Litestar:
     """Build the ASGI application for `settings`; the log is opened in its lifespan."""
+    checkpoints = checkpoint_log(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -57,6 +70,7 @@ def create_app(settings: Settings) -> Litestar:
             svc = EventService(
                 open_log(settings), max_batch=settings.max_batch, max_pending=settings.max_pending,
                 key_ttl=settings.idempotency_ttl, shared=not alone, on_batch=metrics.observe_batch,
+                checkpoints=checkpoints,
             )
             metrics.track(version=lambda: svc.projection.cached().version, lag=svc.lag,
                           pending=lambda: svc.writer.pending)
@@ -80,7 +94,9 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             Router("/", route_handlers=[routes.get_status, routes.get_logs, routes.get_event,
-                                        routes.stream_logs, routes.metrics], guards=read_guards),
+                                        routes.stream_logs, routes.metrics,
+                                        routes.get_checkpoint, routes.get_inclusion_proof,
+                                        routes.get_consistency_proof], guards=read_guards),
             Router("/", route_handlers=[routes.post_update], guards=write_guards,
                    middleware=write_middleware),
             routes.live,

@@ -275,8 +275,22 @@ def _print_head(head: Head, as_json: bool, out: IO[str]) -> None:
         )
 
 
-@_reporting_damage
 def _cmd_verify(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None and args.url is not None:  # a server: no database here
+        from eventstate.transparency import verify_checkpoint
+
+        return verify_checkpoint(args, _open_ro)
+    return _cmd_verify_database(args)
+
+
+@_reporting_damage
+def _cmd_verify_database(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None:
+        from eventstate.transparency import verify_checkpoint
+
+        return verify_checkpoint(args, _open_ro)
+    if args.url is not None or args.vkey is not None:
+        raise StoreError("--url and --vkey go with --checkpoint")
     log = _open_ro(args.database)
     try:
         head = verify(log, expect_head=args.expect_head)
@@ -464,9 +478,13 @@ _DATABASE_HELP = "a SQLite file or a postgresql:// URL (default: EVENTSTATE_DATA
 
 def add_commands(sub: Any) -> None:
     """Register the audit subcommands on the CLI's subparsers."""
-    p = sub.add_parser("verify", help="check the whole log's hash chain")
+    p = sub.add_parser("verify", help="check the whole log's hash chain, or that it extends a checkpoint")
     p.add_argument("--database", help=_DATABASE_HELP)
     p.add_argument("--json", action="store_true", help="print a JSON result")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="a signed checkpoint saved earlier: check the log extends it (with --vkey)")
+    p.add_argument("--vkey", help="the verifier key that keygen printed (text, or a file holding it)")
+    p.add_argument("--url", help="with --checkpoint: check a running server instead of a database")
     p.add_argument(
         "--expect-head",
         type=_anchor,

@@ -13,6 +13,7 @@ from eventstate.adapters import init_store, open_store
 from eventstate.adapters.sqlite import ServerLock
 from eventstate.ports import StoreError
 from eventstate.settings import Settings, SettingsError
+from eventstate.transparency import BadInput, VerificationFailed
 
 PROG = "eventstate"
 
@@ -33,6 +34,9 @@ def _serve(args: argparse.Namespace) -> int:
     # a PostgreSQL database without the log's schema is refused here, naming `eventstate init`.
     open_store(settings.database, synchronous=settings.synchronous,
                busy_timeout_ms=settings.busy_timeout_ms).close()
+    from eventstate.app import checkpoint_log
+
+    checkpoint_log(settings)  # an unusable signing key is one line here, not a worker's traceback
     os.environ.update(settings.to_env())
     loop = "uvloop" if _has("uvloop") else "asyncio"
     http = "httptools" if _has("httptools") else "h11"
@@ -105,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="SQLite file or postgresql:// URL (EVENTSTATE_DATABASE, default ./eventstate.db)")
     init.set_defaults(run=_init)
 
-    from eventstate import audit
+    from eventstate import audit, transparency
 
     audit.add_commands(sub)
+    transparency.add_commands(sub)
     return parser
 
 
@@ -117,9 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
-    except (StoreError, SettingsError, CliError) as e:
+    except (StoreError, SettingsError, CliError, BadInput) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except VerificationFailed as e:
+        print(f"{PROG}: FAILED: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -152,6 +152,10 @@ class ReadSnapshot(Protocol):
         """The head written beside the events (seq, hash)."""
         ...
 
+    def nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Merkle tree nodes (level, index) of this snapshot's tree, in order (a `merkle.NodeReader`)."""
+        ...
+
     def seq_at(self, moment: str) -> int:
         """The last seq stamped at or before `moment`, by scanning (audits trust no ordering)."""
         ...
@@ -195,6 +199,12 @@ class EventStore(Protocol):
 
     def seq_at(self, moment: str) -> int:
         """The seq of the last event stamped at or before `moment` (0 if none)."""
+        ...
+
+    def nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Merkle tree nodes (level, index), in order (a `merkle.NodeReader`): the complete subtrees
+        the write transactions stored with the events (RFC 9162, see `merkle`), the lower levels
+        recomputed from event hashes. StoreCorrupt if one is missing."""
         ...
 
     def snapshot(self) -> AbstractContextManager[ReadSnapshot]:

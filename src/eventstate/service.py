@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from eventstate import merkle
+from eventstate.checkpoints import HOW_TO_ENABLE, CheckpointLog, CheckpointsDisabled
 from eventstate.commands import Command, Outcome, Recorded
 from eventstate.domain import DomainError, Event, Head, format_timestamp
 from eventstate.ports import EventStore, StoreError, StoreUnavailable
@@ -18,6 +20,10 @@ from eventstate.writer import BatchStats, GroupCommitWriter
 
 class NotFound(LookupError):
     """The requested event or version does not exist."""
+
+
+class InvalidProofRequest(ValueError):
+    """The sizes or seq asked of a proof contradict each other (e.g. from > to)."""
 
 
 class NotReady(Exception):
@@ -45,8 +51,10 @@ class EventService:
         key_ttl: timedelta,
         shared: bool = True,
         on_batch: Callable[[BatchStats], None] | None = None,
+        checkpoints: CheckpointLog | None = None,
     ) -> None:
         self.log = log
+        self.checkpoints = checkpoints
         self.projection = Projection(log, shared=shared)
         self._shared = shared
         self._changed = asyncio.Event()
@@ -172,3 +180,34 @@ class EventService:
                                  head.version)
             self.writer.last_failure = None
         return Readiness(True, "ready", head.version)
+
+    # ---- the verifiable log: checkpoints and proofs (RFC 9162, C2SP) ------------------------------
+
+    def checkpoint(self) -> str:
+        """The current tree head as a signed C2SP checkpoint note (signed once per head)."""
+        if self.checkpoints is None:
+            raise CheckpointsDisabled(HOW_TO_ENABLE)
+        return self.checkpoints.checkpoint(self.status().version, self.log.nodes)
+
+    def _tree_size(self, size: int | None) -> int:
+        current = self.status().version
+        if size is None:
+            return current
+        if size > current:
+            raise NotFound(f"there is no tree of size {size}: the log has {current} events")
+        return size
+
+    def inclusion_proof(self, seq: int, tree_size: int | None) -> tuple[int, list[bytes]]:
+        """The tree size used and the RFC 9162 audit path of event `seq` in it."""
+        size = self._tree_size(tree_size)
+        if seq > size:
+            if tree_size is None:
+                raise NotFound(f"there is no event {seq}; the log has {size} events")
+            raise InvalidProofRequest(f"event {seq} is not in the tree of size {size}")
+        return size, merkle.inclusion_proof(seq - 1, size, self.log.nodes)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """The RFC 9162 proof that the tree of `first` events is a prefix of the tree of `second`."""
+        if first > second:
+            raise InvalidProofRequest(f"from ({first}) must not be larger than to ({second})")
+        return merkle.consistency_proof(first, self._tree_size(second), self.log.nodes)

@@ -86,6 +86,8 @@ class Settings:
     access_log: bool = False
     write_rate_limit: tuple[str, int] | None = None
     max_header_bytes: int = 16 * 1024
+    signing_key_file: Path | None = attrs.field(
+        default=None, converter=attrs.converters.optional(Path))
 
     def __attrs_post_init__(self) -> None:
         short = [k for k in self.api_keys if len(k) < MIN_API_KEY_LENGTH]
@@ -161,6 +163,8 @@ class Settings:
             values["max_header_bytes"] = _int("EVENTSTATE_MAX_HEADER_BYTES", v, 1024, 1024 * 1024)
         if (v := get("ACCESS_LOG")) is not None:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
+        if (v := get("SIGNING_KEY_FILE")) is not None and v.strip():
+            values["signing_key_file"] = Path(v)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -184,4 +188,6 @@ class Settings:
                 f"{self.write_rate_limit[1]}/{self.write_rate_limit[0]}" if self.write_rate_limit else ""
             ),
         }
+        if self.signing_key_file is not None:
+            env["EVENTSTATE_SIGNING_KEY_FILE"] = str(self.signing_key_file)
         return env  # API keys are not copied: workers inherit EVENTSTATE_API_KEYS(_FILE) as given

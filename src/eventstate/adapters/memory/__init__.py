@@ -8,16 +8,18 @@ It can be told to fail its next commit (`fail_next_commit`), as a full disk or a
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from eventstate import merkle
 from eventstate.domain import Event, Head, format_timestamp
 from eventstate.ports import (
     StoreBusy,
     StoreConflict,
+    StoreCorrupt,
     StoredKey,
     StoreError,
     StoreUnavailable,
@@ -30,6 +32,21 @@ class _Data:
         self.events: list[Event] = []
         self.keys: dict[str, StoredKey] = {}
         self.commits = 0
+        self.nodes: dict[tuple[int, int], bytes] = {}  # the stored levels, as the real stores keep them
+        self.edge: merkle.TreeEdge | None = None
+
+    def reader(self, events: Sequence[Event]) -> merkle.NodeReader:
+        """Tree nodes over `events` (the store's, or a snapshot's copy)."""
+        def stored(ids: Sequence[merkle.NodeId]) -> list[bytes]:
+            try:
+                return [self.nodes[node] for node in ids]
+            except KeyError as e:
+                raise StoreCorrupt(f"the Merkle tree has no node {e.args[0]}") from None
+
+        def leaves(begin: int, end: int) -> list[bytes]:
+            return [merkle.event_leaf(e.hash) for e in events[begin:end]]
+
+        return merkle.combined_reader(stored, leaves)
 
 
 class MemoryTransaction:
@@ -44,6 +61,7 @@ class MemoryTransaction:
         self._base = len(self._data.events)
         self.head = Head() if not self._data.events else Head.after(self._data.events[-1])
         self._open = True
+        self._tree = merkle.TreeGrowth(self._data.edge, self._data.reader(self._data.events))
 
     def decided(self, key: str, *, not_before: str = "") -> StoredKey | None:
         """The live record of `key`: appended in this transaction, or committed at or after `not_before`."""
@@ -65,6 +83,7 @@ class MemoryTransaction:
         if event.seq != self.head.version + 1:
             raise StoreConflict(f"seq {event.seq} does not continue the log at {self.head.version}")
         self._appended.append(event)
+        self._tree.add(event.seq, event.hash)
         if key is not None:
             self._keys[key] = StoredKey(fingerprint, event.seq, event.timestamp)
         self.head = Head.after(event)
@@ -84,6 +103,9 @@ class MemoryTransaction:
                 for k in [k for k, v in self._data.keys.items() if v.created_at < cutoff]:
                     del self._data.keys[k]
             self._data.events.extend(self._appended)
+            self._data.nodes.update(((level, index), value) for level, index, value in self._tree.rows)
+            if self._tree.edge is not None:
+                self._data.edge = self._tree.edge
             self._data.keys.update(self._keys)
             if self._appended:
                 self._data.commits += 1
@@ -103,8 +125,14 @@ class MemoryTransaction:
 class MemorySnapshot:
     """A read view over a copy of the events taken when the snapshot began."""
 
-    def __init__(self, events: list[Event]) -> None:
+    def __init__(self, events: list[Event], nodes: merkle.NodeReader | None = None) -> None:
         self._events = events
+        self._nodes = nodes
+
+    def nodes(self, ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        """Merkle tree nodes of this snapshot's tree."""
+        assert self._nodes is not None
+        return list(self._nodes(ids))
 
     def rows(self, *, after: int = 0, until: int | None = None,
              batch: int = 4096) -> Iterator[tuple[Any, ...]]:
@@ -206,10 +234,15 @@ class MemoryStore:
         """The last seq stamped at or before `moment`."""
         return MemorySnapshot(self._data.events).seq_at(moment)
 
+    def nodes(self, ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        """Merkle tree nodes over the committed events."""
+        return list(self._data.reader(self._data.events)(ids))
+
     @contextmanager
     def snapshot(self) -> Iterator[MemorySnapshot]:
         """A view of the events committed now."""
-        yield MemorySnapshot(list(self._data.events))
+        events = list(self._data.events)
+        yield MemorySnapshot(events, self._data.reader(events))
 
     def check(self) -> None:
         """Always usable until closed."""

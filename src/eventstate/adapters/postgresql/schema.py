@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the Merkle tree (merkle_nodes); `init` builds it for a version-1 log
 NOTIFY_CHANNEL = "eventstate_head"
 # pg_advisory_xact_lock key for `eventstate init`: "EVST" as an integer, so concurrent inits queue.
 INIT_LOCK_KEY = 0x45565354
@@ -54,6 +54,16 @@ idempotency_table = sa.Table(
     sa.Column("created_at", sa.Text, nullable=False),
 )
 
+# The RFC 9162 tree over the events: complete subtrees of level `merkle.STORED_FROM_LEVEL` and up,
+# keyed (level, idx) as in `merkle.NodeId`, inserted in the same transaction as the events.
+merkle_nodes_table = sa.Table(
+    "merkle_nodes",
+    metadata,
+    sa.Column("level", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary, nullable=False),
+)
+
 # Functions and triggers: CREATE OR REPLACE / DROP IF EXISTS + CREATE, so `init` can rerun them.
 TRIGGERS = (
     """CREATE OR REPLACE FUNCTION eventstate_append_only() RETURNS trigger
@@ -79,4 +89,7 @@ TRIGGERS = (
     "DROP TRIGGER IF EXISTS events_gapless ON events",
     """CREATE TRIGGER events_gapless BEFORE INSERT ON events
        FOR EACH ROW EXECUTE FUNCTION eventstate_gapless()""",
+    "DROP TRIGGER IF EXISTS merkle_nodes_no_update_or_delete ON merkle_nodes",
+    """CREATE TRIGGER merkle_nodes_no_update_or_delete BEFORE UPDATE OR DELETE ON merkle_nodes
+       FOR EACH ROW EXECUTE FUNCTION eventstate_append_only()""",
 )

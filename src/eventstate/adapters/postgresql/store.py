@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from eventstate import merkle
 from eventstate.adapters.postgresql.schema import (
     INIT_LOCK_KEY,
     NOTIFY_CHANNEL,
@@ -42,6 +43,7 @@ from eventstate.ports import (
     EVENT_COLUMNS,
     StoreBusy,
     StoreConflict,
+    StoreCorrupt,
     StoredKey,
     StoreError,
     StoreNotInitialised,
@@ -65,6 +67,41 @@ _UPSERT_KEY = (
     "ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, seq = excluded.seq, "
     "created_at = excluded.created_at"
 )
+_INSERT_NODES = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (%s, %s, %s)"
+
+
+def tree_reader(fetch: Callable[[str, tuple[Any, ...]], Sequence[Any]]) -> merkle.NodeReader:
+    """Tree nodes through `fetch(sql, params) -> rows`: stored levels from merkle_nodes in one
+    statement, the lower ones recomputed from the events' hashes."""
+
+    def stored(ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        rows = fetch("SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN "
+                     "(SELECT * FROM unnest(%s::integer[], %s::bigint[]))",
+                     ([level for level, _ in ids], [index for _, index in ids]))
+        found = {(int(level), int(index)): bytes(value) for level, index, value in rows}
+        missing = [node for node in ids if node not in found]
+        if missing:
+            raise StoreCorrupt(f"the Merkle tree has no node {missing[0]}: the log was altered "
+                               "outside eventstate — run `eventstate verify`")
+        return [found[node] for node in ids]
+
+    def leaves(begin: int, end: int) -> list[bytes]:
+        rows = fetch("SELECT hash FROM events WHERE seq > %s AND seq <= %s ORDER BY seq", (begin, end))
+        return [merkle.event_leaf(row[0]) for row in rows]
+
+    def read(ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        try:
+            return list(merkle.combined_reader(stored, leaves)(ids))
+        except LookupError as e:
+            raise StoreCorrupt(f"{e}: the log was altered outside eventstate") from None
+
+    return read
+
+
+def _fetcher(conn: sa.Connection) -> Callable[[str, tuple[Any, ...]], Sequence[Any]]:
+    return lambda sql, params: conn.exec_driver_sql(sql, params).fetchall()
+
+
 # How long a writer waits for another instance's append (the head row lock) before giving up.
 LOCK_TIMEOUT_MS = 5000
 # How long a commit whose outcome was lost keeps trying to reconnect and read it back.
@@ -118,6 +155,12 @@ class PostgresTransaction:
             raise StoreError(f"{store.description}: the head row says seq {locked[0]} but the last "
                              f"event is seq {self.head.version}; run `eventstate verify`")
         self._base = self.head.version
+        self._tree = merkle.TreeGrowth(store._edge, tree_reader(self._fetch))
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> Sequence[Any]:
+        with _translated():
+            rows: Sequence[Any] = self._raw.execute(sql, params).fetchall()
+        return rows
 
     def decided(self, key: str, *, not_before: str = "") -> StoredKey | None:
         """The live record of `key`: appended in this transaction, or committed at or after `not_before`."""
@@ -145,6 +188,7 @@ class PostgresTransaction:
     def append(self, event: Event, key: str | None = None, fingerprint: str = "") -> None:
         """Queue `event` (and its key) for the commit."""
         self._appended.append(event)
+        self._tree.add(event.seq, event.hash)
         if key is not None:
             self._pending_keys[key] = StoredKey(fingerprint, event.seq, event.timestamp)
         self.head = Head.after(event)
@@ -175,6 +219,8 @@ class PostgresTransaction:
         except BaseException:
             self._abandon()
             raise
+        if self._tree.edge is not None:
+            self._store._edge = self._tree.edge
         self._close()
 
     def _write(self) -> None:
@@ -182,6 +228,8 @@ class PostgresTransaction:
         with raw.pipeline(), raw.cursor() as cur:
             if self._appended:
                 cur.executemany(_INSERT_EVENTS, [event_row(e) for e in self._appended])
+                if self._tree.rows:
+                    cur.executemany(_INSERT_NODES, self._tree.rows)
                 cur.execute("UPDATE log_head SET seq = %s, hash = %s WHERE id = 1",
                             (self.head.version, self.head.hash))
                 cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(self.head.version)))
@@ -255,6 +303,10 @@ class PostgresSnapshot:
         row = self._conn.execute(sa.text("SELECT seq, hash FROM log_head WHERE id = 1")).first()
         return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
 
+    def nodes(self, ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        """Merkle tree nodes of this snapshot's tree."""
+        return list(tree_reader(_fetcher(self._conn))(ids))
+
     def seq_at(self, moment: str) -> int:
         """The last seq stamped at or before `moment`, by scanning."""
         return int(self._conn.execute(
@@ -275,6 +327,7 @@ class PostgresStore:
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         self._closed = False
+        self._edge: merkle.TreeEdge | None = None  # the tree's right edge after our last commit
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -304,6 +357,8 @@ class PostgresStore:
                 metadata.create_all(conn)
                 for ddl in TRIGGERS:
                     conn.execute(sa.text(ddl))
+                if existed and version is not None and int(version) < 2:
+                    _build_tree(conn)
                 import uuid
 
                 conn.execute(pg_insert(meta_table).values(
@@ -483,6 +538,11 @@ class PostgresStore:
             ).scalar_one()
         return int(found)
 
+    def nodes(self, ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        """Merkle tree nodes (immutable once written, so no snapshot is needed)."""
+        with self._read() as conn:
+            return list(tree_reader(_fetcher(conn))(ids))
+
     @contextmanager
     def snapshot(self) -> Iterator[PostgresSnapshot]:
         """A REPEATABLE READ, read-only view of the whole log."""
@@ -550,6 +610,18 @@ class PostgresStore:
         if self._listener is not None:
             self._listener.join(timeout=5)
         self._engine.dispose()
+
+
+def _build_tree(conn: sa.Connection) -> None:
+    """Store the Merkle tree of a log written before it existed (inside `init`'s transaction)."""
+    edge = merkle.TreeEdge(0, [])
+    result = conn.execution_options(stream_results=True).execute(
+        sa.text("SELECT hash FROM events ORDER BY seq"))
+    for rows in result.partitions(4096):
+        stored = [node for row in rows for node in edge.push(merkle.event_leaf(row[0]))
+                  if merkle.is_stored(node[0])]
+        if stored:
+            conn.exec_driver_sql(_INSERT_NODES, stored)
 
 
 def _check_not_newer(version: str | None) -> None:

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +22,13 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import NullPool
 
+from eventstate import merkle
 from eventstate.adapters.sqlite.schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     TRIGGERS,
     idempotency_table,
+    merkle_nodes_table,
     meta_table,
     metadata,
 )
@@ -71,6 +73,54 @@ _UPSERT_KEY = (
 )
 
 
+_INSERT_NODES = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
+_SELECT_NODES = "SELECT level, idx, hash FROM merkle_nodes WHERE "
+_NODES_PER_QUERY = 100
+CHUNK_ROWS = 4096
+
+
+def read_nodes(conn: sqlite3.Connection | sa.Connection,
+               ids: Sequence[merkle.NodeId]) -> list[bytes]:
+    """The hashes of these tree nodes, stored or recomputed from the events (`merkle.is_stored`),
+    in order; StoreCorrupt if one is missing."""
+    try:
+        return list(merkle.combined_reader(lambda stored: _stored_nodes(conn, stored),
+                                           lambda begin, end: _leaves(conn, begin, end))(ids))
+    except LookupError as e:
+        raise StoreCorrupt(f"{e}: the log was altered outside eventstate — run `eventstate verify`") from None
+
+
+def _leaves(conn: sqlite3.Connection | sa.Connection, begin: int, end: int) -> list[bytes]:
+    run = conn.exec_driver_sql if isinstance(conn, sa.Connection) else conn.execute
+    rows = run("SELECT hash FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", (begin, end))
+    return [merkle.event_leaf(row[0]) for row in rows.fetchall()]
+
+
+def _stored_nodes(conn: sqlite3.Connection | sa.Connection,
+                  ids: Sequence[merkle.NodeId]) -> list[bytes]:
+    run = conn.exec_driver_sql if isinstance(conn, sa.Connection) else conn.execute
+    found: dict[tuple[int, int], bytes] = {}
+    for first in range(0, len(ids), _NODES_PER_QUERY):
+        chunk = ids[first:first + _NODES_PER_QUERY]
+        # One statement per proof: SQLite answers an OR of primary-key lookups with one index
+        # probe each (a row-value IN over VALUES would scan the table).
+        sql = _SELECT_NODES + " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+        try:
+            rows = run(sql, tuple(x for node in chunk for x in node)).fetchall()
+        except (sqlite3.OperationalError, sa.exc.OperationalError) as e:
+            if "no such table" not in str(e):
+                raise
+            raise StoreError("this log predates the Merkle tree (schema version 1); open it once "
+                             "for writing (`eventstate serve`) to build the tree") from None
+        found.update(((int(level), int(index)), bytes(value)) for level, index, value in rows)
+    return [found[node] if node in found else _missing(node) for node in ids]
+
+
+def _missing(node: merkle.NodeId) -> bytes:
+    raise StoreCorrupt(f"the Merkle tree has no node {node}: the log was altered outside "
+                       "eventstate — run `eventstate verify`")
+
+
 def _describe(path: Path, error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).splitlines()[0]
     if "not a database" in text or "malformed" in text:
@@ -86,10 +136,13 @@ class WriteTransaction:
     """
 
     def __init__(self, conn: sa.Connection, trans: sa.RootTransaction,
-                 release: Callable[[], None]) -> None:
+                 release: Callable[[], None], edge: merkle.TreeEdge | None = None,
+                 on_commit: Callable[[merkle.TreeEdge], None] | None = None) -> None:
         self._conn = conn
         self._trans = trans
         self._release = release
+        self._tree = merkle.TreeGrowth(edge, lambda ids: read_nodes(conn, ids))
+        self._on_commit = on_commit
         self._events: list[tuple[Any, ...]] = []
         self._appended: list[Event] = []
         self._pending_keys: dict[str, StoredKey] = {}
@@ -129,6 +182,7 @@ class WriteTransaction:
         """Queue `event` (and its idempotency key) for insertion when the transaction commits."""
         self._events.append(event_row(event))
         self._appended.append(event)
+        self._tree.add(event.seq, event.hash)
         if key is not None:
             # An expired record of the same key is replaced at commit, never deleted beforehand.
             self._pending_keys[key] = StoredKey(fingerprint, event.seq, event.timestamp)
@@ -146,6 +200,8 @@ class WriteTransaction:
             # The hot path of every commit: plain statements, no per-batch SQL construction.
             if self._events:
                 self._conn.exec_driver_sql(_INSERT_EVENTS, self._events)
+                if self._tree.rows:
+                    self._conn.exec_driver_sql(_INSERT_NODES, self._tree.rows)
                 self._conn.exec_driver_sql(_UPSERT_HEAD, (self.head.version, self.head.hash))
             if self._pending_keys:
                 self._conn.exec_driver_sql(_UPSERT_KEY, [
@@ -161,6 +217,8 @@ class WriteTransaction:
         except BaseException:
             self._abandon()
             raise
+        if self._on_commit is not None and self._tree.edge is not None:
+            self._on_commit(self._tree.edge)
         self._release()
 
     def rollback(self) -> None:
@@ -195,6 +253,7 @@ class SQLiteStore:
         assert isinstance(raw, sqlite3.Connection)
         self._raw_reader: sqlite3.Connection = raw
         self._data_version = -1
+        self._edge: merkle.TreeEdge | None = None  # the tree's right edge after our last commit
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -259,9 +318,11 @@ class SQLiteStore:
             raw.execute("PRAGMA journal_mode=WAL")  # persistent; must run outside a transaction
             self._create_schema()
         else:
-            self._check_version()
+            version = self._check_version()
             if create:
                 raw.execute("PRAGMA journal_mode=WAL")
+                if version < SCHEMA_VERSION:
+                    self._upgrade()
         if check_head:  # audits open a mismatched log anyway: reporting it is their job
             self._check_head()
 
@@ -277,7 +338,7 @@ class SQLiteStore:
                 .on_conflict_do_nothing()
             )
 
-    def _check_version(self) -> None:
+    def _check_version(self) -> int:
         row = self._raw_reader.execute(
             "SELECT value FROM eventstate_meta WHERE key='schema_version'"
         ).fetchone()
@@ -289,6 +350,28 @@ class SQLiteStore:
             )
         if version < 1:
             raise StoreError(f"{self.path} has no valid eventstate schema version")
+        return version
+
+    def _upgrade(self) -> None:
+        """Bring a version-1 log to version 2: build the Merkle tree over the events already there,
+        in one transaction, so a log is never seen with half a tree."""
+        with self._write() as conn:
+            version = int(conn.exec_driver_sql(
+                "SELECT value FROM eventstate_meta WHERE key='schema_version'").scalar_one())
+            if version >= SCHEMA_VERSION:
+                return  # another process upgraded it while we waited for the lock
+            merkle_nodes_table.create(conn, checkfirst=True)
+            for ddl in TRIGGERS:
+                conn.exec_driver_sql(ddl)
+            edge = merkle.TreeEdge(0, [])
+            cursor = conn.exec_driver_sql("SELECT hash FROM events ORDER BY seq")
+            while rows := cursor.fetchmany(CHUNK_ROWS):
+                stored = [node for row in rows for node in edge.push(merkle.event_leaf(row[0]))
+                          if merkle.is_stored(node[0])]
+                if stored:
+                    conn.exec_driver_sql(_INSERT_NODES, stored)
+            conn.exec_driver_sql("UPDATE eventstate_meta SET value = ? WHERE key = 'schema_version'",
+                                 (str(SCHEMA_VERSION),))
 
     def _check_head(self) -> None:
         with self._reader_lock:
@@ -353,7 +436,8 @@ class SQLiteStore:
         try:
             conn = self._writer_connection()
             self.ensure_same_file()
-            return WriteTransaction(conn, conn.begin(), self._write_lock.release)
+            return WriteTransaction(conn, conn.begin(), self._write_lock.release, self._edge,
+                                    self._remember_edge)
         except BaseException as e:
             # A BEGIN that failed halfway still leaves SQLAlchemy's transaction open: clear it.
             if conn is not None:
@@ -475,6 +559,15 @@ class SQLiteStore:
             finally:
                 raw.execute("COMMIT")
         return lo
+
+    def _remember_edge(self, edge: merkle.TreeEdge) -> None:
+        self._edge = edge
+
+    def nodes(self, ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        """Merkle tree nodes (a `merkle.NodeReader`). A node never changes once written, so reads
+        for a size up to any committed head need no common snapshot."""
+        with self._reader_lock, _damage():
+            return read_nodes(self._raw_reader, ids)
 
     def recorded_head(self, conn: sqlite3.Connection | None = None) -> tuple[int, str]:
         """The head as written beside the events (seq, hash); (0, genesis) for a fresh log."""
@@ -611,6 +704,11 @@ class Snapshot:
         """The highest seq present (0 when empty)."""
         with _damage():
             return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def nodes(self, ids: Sequence[merkle.NodeId]) -> list[bytes]:
+        """Merkle tree nodes in this snapshot (a `merkle.NodeReader`)."""
+        with _damage():
+            return read_nodes(self._conn, ids)
 
     def recorded_head(self) -> tuple[int, str]:
         """The head written beside the events in this snapshot."""
