@@ -18,10 +18,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import eventstate.eventlog
+import eventstate
 from eventstate.commands import Command, apply_batch
 from eventstate.domain import Update
-from eventstate.eventlog import EventLog
+
+try:  # the storage port's SQLite adapter, or the single module that came before it
+    from eventstate.adapters.sqlite.schema import SCHEMA_VERSION
+    from eventstate.adapters.sqlite.store import SQLiteStore as EventLog
+except ImportError:
+    from eventstate.eventlog import SCHEMA_VERSION, EventLog  # type: ignore[no-redef]
 
 
 def run(commits: int, batch: int, synchronous: str) -> tuple[float, float]:
@@ -49,8 +54,8 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=3000)
     parser.add_argument("--synchronous", default="FULL")
     args = parser.parse_args()
-    print(f"eventstate from {Path(eventstate.eventlog.__file__).parents[1]}, schema version "
-          f"{eventstate.eventlog.SCHEMA_VERSION}, synchronous={args.synchronous}")
+    print(f"eventstate from {Path(eventstate.__file__).parent}, schema version "
+          f"{SCHEMA_VERSION}, synchronous={args.synchronous}")
     for batch in (1, 32):
         commits = args.commits if batch == 1 else max(1, args.commits // 8)
         wall, cpu = run(commits, batch, args.synchronous)
