@@ -1,11 +1,11 @@
 output "public_ip" {
-  description = "Public IPv4 address of the instance."
-  value       = aws_instance.this.public_ip
+  description = "The Elastic IP: the stack's address, which survives instance replacement."
+  value       = aws_eip.this.public_ip
 }
 
 output "url" {
-  description = "Base URL of the API."
-  value       = "http://${aws_instance.this.public_ip}:${var.app_port}"
+  description = "Base URL of the API (HTTPS only)."
+  value       = "https://${local.tls_sites[0]}"
 }
 
 output "instance_id" {
@@ -36,4 +36,9 @@ output "api_keys_parameter" {
 output "region" {
   description = "Region the stack is deployed in."
   value       = var.region
+}
+
+output "tls_root_ca_parameter" {
+  description = "SSM parameter holding the root certificate to trust for url (empty with a domain: Let's Encrypt is trusted already)."
+  value       = var.domain == "" ? aws_ssm_parameter.tls_root_ca[0].name : ""
 }

@@ -72,7 +72,7 @@ variable "destroy_data_volume" {
 }
 
 variable "allowed_cidrs" {
-  description = "CIDR blocks allowed to reach the app port; the deploy session passes the deploying machine's public IP as a /32."
+  description = "CIDR blocks allowed to reach HTTPS (443, and 80 for redirects); the deploy session passes the deploying machine's public IP as a /32."
   type        = list(string)
 
   validation {
@@ -92,14 +92,36 @@ variable "allow_public_ingress" {
   default     = false
 }
 
-variable "app_port" {
-  description = "Port the service is published on (the container listens on 5000)."
-  type        = number
-  default     = 5000
+variable "domain" {
+  description = "DNS name to serve with a Let's Encrypt certificate and HSTS (its A record must point at the Elastic IP, which route53_zone_id does for you). Empty (the default): HTTPS on the Elastic IP with the terminator's own CA, whose root certificate is published to SSM."
+  type        = string
+  default     = ""
 
   validation {
-    condition     = var.app_port >= 1024 && var.app_port <= 65535
-    error_message = "The port must be an unprivileged port number (1024-65535)."
+    condition     = var.domain == "" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain))
+    error_message = "The domain must be a lower-case DNS name such as eventstate.example.com."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 hosted zone to create the domain's A record in; null to manage DNS elsewhere."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.route53_zone_id == null || (can(regex("^Z[A-Z0-9]{1,31}$", var.route53_zone_id)) && var.domain != "")
+    error_message = "The zone id must look like Z0123456789ABCDEFGHIJ, and needs a domain."
+  }
+}
+
+variable "acme_email" {
+  description = "Contact e-mail for the Let's Encrypt account (optional; used only with a domain)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.acme_email == "" || can(regex("^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$", var.acme_email))
+    error_message = "The ACME e-mail must be an address or empty."
   }
 }
 

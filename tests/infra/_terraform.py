@@ -23,7 +23,7 @@ REQUIRE_TERRAFORM = "EVENTSTATE_REQUIRE_TERRAFORM"
 REQUIRE_DOCKER = "EVENTSTATE_REQUIRE_DOCKER"
 MOTO_REGION = "eu-west-1"
 # The AWS APIs the root module calls; each is pointed at moto.
-MOTO_SERVICES = ("ec2", "ecr", "iam", "kms", "ssm", "sts")
+MOTO_SERVICES = ("ec2", "ecr", "iam", "kms", "route53", "ssm", "sts")
 
 
 def unavailable(reason: str, require_env: str = REQUIRE_TERRAFORM) -> NoReturn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -60,8 +61,9 @@ def instance(endpoint: str, instance_id: str) -> dict[str, Any]:
     return dict(reservations["Reservations"][0]["Instances"][0])
 
 
-def test_only_ingress_is_app_port_from_runner(stack: Any, moto_endpoint: str) -> None:
-    """The security group lets in TCP 5000 from the runner's /32 and nothing else."""
+def test_only_ingress_is_https_and_redirects_from_runner(stack: Any, moto_endpoint: str) -> None:
+    """The security group lets in 443 (and 80, which only redirects) from the runner's /32; the
+    app's own port is not open to anyone."""
     _, outputs = stack
     groups = instance(moto_endpoint, outputs["instance_id"])["SecurityGroups"]
     (group,) = client(moto_endpoint, "ec2").describe_security_groups(GroupIds=[g["GroupId"] for g in groups])[
@@ -72,7 +74,7 @@ def test_only_ingress_is_app_port_from_runner(stack: Any, moto_endpoint: str) ->
         (p["IpProtocol"], p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]])
         for p in group["IpPermissions"]
     ]
-    assert rules == [("tcp", 5000, 5000, [RUNNER_CIDR])]
+    assert sorted(rules) == [("tcp", 80, 80, [RUNNER_CIDR]), ("tcp", 443, 443, [RUNNER_CIDR])]
     assert all(r.get("Description") for p in group["IpPermissions"] for r in p["IpRanges"])
     assert [(p["FromPort"], p["ToPort"]) for p in group["IpPermissionsEgress"]] == [(443, 443)]
 
@@ -103,13 +105,33 @@ def test_user_data_carries_image_and_mount_not_secret(stack: Any, moto_endpoint:
     attribute = client(moto_endpoint, "ec2").describe_instance_attribute(
         InstanceId=outputs["instance_id"], Attribute="userData"
     )
-    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    # Sent gzip-compressed (cloud-init unpacks it): the boot script alone is near the 16 KiB limit.
+    user_data = gzip.decompress(base64.b64decode(attribute["UserData"]["Value"])).decode()
 
     assert f"EVENTSTATE_BOOT_IMAGE='{outputs['image']}'" in user_data
     assert outputs["image"].endswith(":0.1.0-0123456789ab")
     assert f"EVENTSTATE_BOOT_DATA_VOLUME_ID='{outputs['data_volume_id']}'" in user_data
     assert "nofail" in user_data
     assert API_KEY not in user_data
+    assert f"EVENTSTATE_BOOT_TLS_SITES='{outputs['public_ip']}'" in user_data
+    assert f"EVENTSTATE_BOOT_CA_PARAMETER='{outputs['tls_root_ca_parameter']}'" in user_data
+
+
+def test_stable_https_address_is_the_elastic_ip(stack: Any, moto_endpoint: str) -> None:
+    """The URL is HTTPS on an Elastic IP associated with the instance, so it survives replacement;
+    the root certificate to trust has its SSM parameter, which the instance may write."""
+    _, outputs = stack
+    ec2 = client(moto_endpoint, "ec2")
+    (address,) = ec2.describe_addresses(PublicIps=[outputs["public_ip"]])["Addresses"]
+
+    assert outputs["url"] == f"https://{outputs['public_ip']}"
+    assert address["InstanceId"] == outputs["instance_id"]
+    assert outputs["tls_root_ca_parameter"] == f"/{STACK}/tls-root-ca"
+    role = f"{STACK}-instance"
+    policy = client(moto_endpoint, "iam").get_role_policy(RoleName=role, PolicyName=role)
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert statements["PublishRootCertificate"]["Action"] == "ssm:PutParameter"
+    assert statements["PublishRootCertificate"]["Resource"].endswith(f":parameter/{STACK}/tls-root-ca")
 
 
 def test_api_keys_are_a_secure_string(stack: Any, moto_endpoint: str) -> None:
@@ -160,6 +182,7 @@ def test_destroy_leaves_nothing_but_final_snapshot(stack: Any, moto_endpoint: st
     assert f"{STACK}-instance" not in names
     parameters = client(moto_endpoint, "ssm").describe_parameters()["Parameters"]
     assert [p["Name"] for p in parameters if p["Name"].startswith(f"/{STACK}/")] == []
+    assert client(moto_endpoint, "ec2").describe_addresses()["Addresses"] == []
     assert client(moto_endpoint, "ecr").describe_repositories()["repositories"] == []
     roles = client(moto_endpoint, "iam").list_roles()["Roles"]
     assert f"{STACK}-instance" not in [r["RoleName"] for r in roles]

@@ -1,7 +1,9 @@
 """plan, deploy and destroy for the `aws` and `local` targets (`nox -s plan|deploy|destroy`).
 
-deploy = init -> plan summary -> apply -> wait for /health/ready -> GET /status -> print the URL.
-destroy = destroy -> confirm the state is empty. Both are idempotent.
+deploy = init -> plan summary -> apply -> wait for /health/ready over HTTPS (trusting the target's
+CA) -> GET /status -> print the URL, the CA file and a curl command that uses it.
+rollback = deploy of an image that was ready before (the previous one, or --to TAG/ID).
+destroy = destroy -> confirm the state is empty. All are idempotent.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import secrets
 import shlex
+import ssl
 import subprocess
 import sys
 import time
@@ -22,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from eventstate.deploy.terraform import Plan, Terraform, cli_config, find_provider_mirror
+from eventstate.deploy.terraform import Plan, Terraform, TerraformError, cli_config, find_provider_mirror
 
 TARGETS = ("aws", "local")
 LOCAL_IMAGE = "eventstate:latest"
@@ -57,6 +60,16 @@ class Target:
     def inputs_file(self) -> Path:
         """The non-secret variables of the last deploy, reused by destroy."""
         return self.state_dir / "inputs.json"
+
+    @property
+    def ca_file(self) -> Path:
+        """The root certificate the target's TLS terminator chains to (its internal CA)."""
+        return self.state_dir / "ca.crt"
+
+    @property
+    def releases_file(self) -> Path:
+        """One line per image that became ready on the target: time, image id, reference."""
+        return self.state_dir / "releases"
 
     @classmethod
     def named(cls, name: str, root: Path) -> Target:
@@ -97,29 +110,94 @@ def deploy(
     *,
     build_command: str | None = None,
     ready_timeout: float | None = None,
+    image: str | None = None,
     say: Callable[[str], None] = print,
 ) -> str:
-    """Bring TARGET to a healthy service and return its URL."""
+    """Bring TARGET to a healthy service and return its URL (IMAGE: run this image as it is)."""
     tf = terraform_for(target)
     tf.init()
-    variables = _variables(target, build_command=build_command, push=True, tf=tf, say=say)
+    variables = _variables(target, build_command=build_command, push=True, tf=tf, say=say, image=image)
     result = tf.plan(variables)
     say(summary(result))
-    if result.has_changes:
-        tf.apply(result)
-    else:
-        result.path.unlink(missing_ok=True)
-    _save_inputs(target, variables)
-    url = str(tf.outputs()["url"])
+    try:
+        if result.has_changes:
+            tf.apply(result)
+        else:
+            result.path.unlink(missing_ok=True)
+    except TerraformError as e:
+        reason = _boot_error(target)
+        raise DeployError(f"{e}\n{reason}" if reason else str(e)) from e
+    finally:
+        # Also after a failed apply (an image that never got ready): destroy needs the inputs.
+        _save_inputs(target, variables)
+    outputs = tf.outputs()
+    url = str(outputs["url"])
+    ca = Path(str(outputs["ca"])) if "ca" in outputs else None
     timeout = ready_timeout or (900.0 if target.name == "aws" else 180.0)
-    wait_until_ready(url, timeout=timeout)
-    status = fetch_status(url)
+    if outputs.get("tls_root_ca_parameter"):
+        # No domain: the instance publishes its terminator's root certificate once it has one.
+        ca = save_root_ca(
+            str(outputs["tls_root_ca_parameter"]), str(outputs["region"]), target.ca_file, timeout=timeout
+        )
+    wait_until_ready(url, timeout=timeout, cafile=ca)
+    status = fetch_status(url, cafile=ca)
     say(f"GET {url}/status -> {json.dumps(status)}")
+    say(f"url: {url}")
+    if ca is not None:
+        say(f"ca: {ca}")
+        say(f"try: curl --cacert {shlex.quote(str(ca))} {url}/status")
     say(f"eventstate is up at {url}")
     say(f"API keys (X-API-KEY for POST /update): {target.api_keys_file}")
     if target.name == "aws":
         say(f"shell: aws ssm start-session --target {tf.outputs()['instance_id']}")
     return url
+
+
+def _boot_error(target: Target) -> str | None:
+    # The local target's boot script logs why `up` failed (e.g. "... rolled back to sha256:...").
+    log = target.state_dir / "eventstate-boot.log"
+    if target.name != "local" or not log.exists():
+        return None
+    errors = [line for line in log.read_text().splitlines() if "eventstate-boot[up]: error:" in line]
+    return errors[-1] if errors else None
+
+
+def releases(target: Target) -> list[tuple[str, str]]:
+    """The images that became ready on TARGET, oldest first, as (image id, reference) pairs."""
+    if not target.releases_file.exists():
+        return []
+    entries = (line.split() for line in target.releases_file.read_text().splitlines())
+    return [(fields[1], fields[2]) for fields in entries if len(fields) == 3]
+
+
+def rollback(
+    target: Target,
+    *,
+    to: str | None = None,
+    ready_timeout: float | None = None,
+    say: Callable[[str], None] = print,
+) -> str:
+    """Run the image that was ready before the current one again (or the one TO names)."""
+    if target.name != "local":
+        raise DeployError("rollback is implemented for the local target only")
+    history = releases(target)
+    if not history:
+        raise DeployError(f"no release is recorded in {target.releases_file}: deploy first")
+    current = history[-1][0]
+    if to is None:
+        earlier = [image_id for image_id, _ in history if image_id != current]
+        if not earlier:
+            raise DeployError("only one image was ever ready here: there is nothing to roll back to")
+        chosen = earlier[-1]
+    else:
+        matches = [i for i, ref in history if to in (i, ref) or i.startswith(f"sha256:{to}")]
+        if not matches:
+            raise DeployError(f"{to!r} never ran here; known: {', '.join(r for _, r in history)}")
+        chosen = matches[-1]
+    if local_image_id(chosen) is None:
+        raise DeployError(f"image {chosen} is no longer on this machine's Docker engine")
+    say(f"rolling back from {current[:19]} to {chosen[:19]}")
+    return deploy(target, image=chosen, ready_timeout=ready_timeout, say=say)
 
 
 def destroy(target: Target, *, say: Callable[[str], None] = print) -> None:
@@ -148,7 +226,14 @@ def summary(result: Plan) -> str:
 # ---- health ------------------------------------------------------------------------------------
 
 
-def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0) -> None:
+def tls_context(cafile: Path | None) -> ssl.SSLContext:
+    """Verify servers against CAFILE only (the target's own CA), or the system's roots."""
+    return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+
+
+def wait_until_ready(
+    url: str, *, timeout: float, interval: float = 2.0, cafile: Path | None = None
+) -> None:
     """Poll URL/health/ready until it answers 200, showing progress; fail after TIMEOUT seconds."""
     started = time.monotonic()
     ready = f"{url}/health/ready"
@@ -156,7 +241,7 @@ def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0) -> None
     last_line = -10.0
     while True:
         elapsed = time.monotonic() - started
-        if _http_status(ready) == 200:
+        if _http_status(ready, cafile) == 200:
             sys.stderr.write(f"\r{ready}: ready after {elapsed:.0f}s\n")
             return
         if elapsed >= timeout:
@@ -170,9 +255,27 @@ def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0) -> None
         time.sleep(interval)
 
 
-def fetch_status(url: str) -> dict[str, Any]:
-    """GET URL/status and check it has the documented shape."""
-    with urllib.request.urlopen(f"{url}/status", timeout=10) as response:  # noqa: S310  # http(s) URL from our own output
+def save_root_ca(parameter: str, region: str, path: Path, *, timeout: float) -> Path:
+    """Wait until the SSM PARAMETER holds a PEM certificate, write it to PATH and return PATH."""
+    import boto3  # only the aws target needs it
+
+    ssm = boto3.client("ssm", region_name=region)
+    deadline = time.monotonic() + timeout
+    while True:
+        value = str(ssm.get_parameter(Name=parameter)["Parameter"]["Value"])
+        if value.startswith("-----BEGIN CERTIFICATE-----"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(value.rstrip("\n") + "\n")
+            return path
+        if time.monotonic() >= deadline:
+            raise DeployError(f"SSM parameter {parameter} got no root certificate within {timeout:.0f}s")
+        time.sleep(5)
+
+
+def fetch_status(url: str, *, cafile: Path | None = None) -> dict[str, Any]:
+    """GET URL/status (trusting CAFILE for HTTPS) and check it has the documented shape."""
+    context = tls_context(cafile) if url.startswith("https:") else None
+    with urllib.request.urlopen(f"{url}/status", timeout=10, context=context) as response:  # noqa: S310  # http(s) URL from our own output
         body = json.load(response)
     missing = {"counter", "message", "version", "updated_at"} - set(body)
     if missing:
@@ -180,9 +283,10 @@ def fetch_status(url: str) -> dict[str, Any]:
     return dict(body)
 
 
-def _http_status(url: str) -> int | None:
+def _http_status(url: str, cafile: Path | None = None) -> int | None:
+    context = tls_context(cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # our own URL
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310  # our own URL
             return int(response.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
@@ -200,12 +304,13 @@ def _variables(
     push: bool,
     tf: Terraform | None = None,
     say: Callable[[str], None] = print,
+    image: str | None = None,
 ) -> dict[str, Any]:
     keys_file = ensure_api_keys(target.api_keys_file)
     if target.name == "local":
-        # EVENTSTATE_LOCAL_IMAGE runs an existing image as it is; by default eventstate:latest is
-        # (re)built when missing or stale.
-        image = os.environ.get("EVENTSTATE_LOCAL_IMAGE")
+        # IMAGE (a rollback) or EVENTSTATE_LOCAL_IMAGE runs an existing image as it is; by default
+        # eventstate:latest is (re)built when missing or stale.
+        image = image or os.environ.get("EVENTSTATE_LOCAL_IMAGE")
         if image is None:
             image = LOCAL_IMAGE
             if push:
