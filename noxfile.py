@@ -146,6 +146,12 @@ def destroy(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def state(session: nox.Session) -> None:
+    """Create the shared Terraform state bucket (versioned, encrypted, locked) (-- aws [--env NAME])."""
+    _deploy(session, "state")
+
+
+@nox.session(default=False)
 def rollback(session: nox.Session) -> None:
     """Run the previously ready image again (-- local [--to TAG|ID])."""
     _deploy(session, "rollback")

@@ -11,7 +11,8 @@
 # only redirects and answers ACME challenges). A new image replaces the app container, never the data.
 #
 # Parameters (environment):
-#   EVENTSTATE_BOOT_IMAGE              image reference to run (required)
+#   EVENTSTATE_BOOT_IMAGE              image reference to run (required unless IMAGE_PARAMETER)
+#   EVENTSTATE_BOOT_IMAGE_PARAMETER    SSM parameter the image reference is read from (optional)
 #   EVENTSTATE_BOOT_CONTAINER_NAME     container name (default eventstate; Caddy runs as NAME-tls)
 #   EVENTSTATE_BOOT_HOST_ADDRESS       address the published ports bind to (default 0.0.0.0)
 #   EVENTSTATE_BOOT_HOST_PORT          published HTTPS port (default 443)
@@ -23,6 +24,8 @@
 #   EVENTSTATE_BOOT_CA_FILE            where to copy the internal root certificate (optional)
 #   EVENTSTATE_BOOT_CA_PARAMETER       SSM parameter to publish that certificate to (optional)
 #   EVENTSTATE_BOOT_RELEASES_FILE      history of images that became ready, for rollback (optional)
+#   EVENTSTATE_BOOT_LOG_GROUP          CloudWatch Logs group for both containers (optional)
+#   EVENTSTATE_BOOT_METRICS_NAMESPACE  CloudWatch namespace `report` sends Ready and disk use to
 #   EVENTSTATE_BOOT_DATA_DIR           host directory mounted at /data (required)
 #   EVENTSTATE_BOOT_DATA_VOLUME_ID     EBS volume id to format-if-blank and mount at DATA_DIR (optional)
 #   EVENTSTATE_BOOT_API_KEYS_FILE      host file with one API key per line, mounted read-only (required)
@@ -142,6 +145,14 @@ container_uid() {
     docker run --rm --no-healthcheck --entrypoint id "$1" -u
 }
 
+log_options() {
+    # log_options STREAM: Docker's awslogs driver when a log group is configured.
+    if [[ -n "${EVENTSTATE_BOOT_LOG_GROUP:-}" ]]; then
+        printf '%s\n' --log-driver awslogs --log-opt "awslogs-region=${EVENTSTATE_BOOT_AWS_REGION:-}" \
+            --log-opt "awslogs-group=${EVENTSTATE_BOOT_LOG_GROUP}" --log-opt "awslogs-stream=$1"
+    fi
+}
+
 digest_of() {
     printf '%s\n' "$@" | sha256sum | cut -c1-32
 }
@@ -177,10 +188,11 @@ wait_app_healthy() {
 
 start_app() {
     # start_app IMAGE: replace the app container by one of IMAGE on the private network only.
-    local image="$1" digest="$2"
+    local image="$1" digest="$2" logging
+    mapfile -t logging < <(log_options "$name")
     docker rm --force "$name" >/dev/null 2>&1 || true
     log "starting $name from $image"
-    docker run --detach --name "$name" \
+    docker run --detach --name "$name" "${logging[@]}" \
         --restart unless-stopped \
         --label "eventstate.boot-config=$digest" \
         --network "$network" --network-alias app \
@@ -211,11 +223,14 @@ caddyfile() {
     else
         printf '\theader Strict-Transport-Security "max-age=31536000; includeSubDomains"\n'
     fi
+    # The JSON access log (status per request) is what the 5xx-rate alarm counts.
+    printf '\tlog {\n\t\toutput stdout\n\t\tformat json\n\t}\n'
     printf '\treverse_proxy app:%s\n}\n' "$CONTAINER_PORT"
 }
 
 start_proxy() {
-    local image="$1" uid="$2" digest image_id published=()
+    local image="$1" uid="$2" digest image_id published=() logging
+    mapfile -t logging < <(log_options "$proxy")
     mkdir -p "$tls_dir"
     caddyfile >"$tls_dir/Caddyfile.new"
     mv "$tls_dir/Caddyfile.new" "$tls_dir/Caddyfile"
@@ -226,7 +241,7 @@ start_proxy() {
         published+=(--publish "${host_address}:${http_port}:80")
     fi
     image_id="$(docker image inspect --format '{{.Id}}' "$image")"
-    digest="$(digest_of "$image_id" "$(cat "$tls_dir/Caddyfile")" "${published[@]}" "$network")"
+    digest="$(digest_of "$image_id" "$(cat "$tls_dir/Caddyfile")" "${published[@]}" "$network" "${logging[@]}")"
     if [[ "$(running_label "$proxy")" == "$digest true" ]]; then
         log "TLS terminator $proxy already runs this configuration"
         return
@@ -234,7 +249,7 @@ start_proxy() {
     docker rm --force "$proxy" >/dev/null 2>&1 || true
     log "starting TLS terminator $proxy on ${host_address}:${host_port} for: $tls_sites ($tls_issuer)"
     # The same image carries Caddy; it binds 80/443 inside its own network namespace as non-root.
-    docker run --detach --name "$proxy" \
+    docker run --detach --name "$proxy" "${logging[@]}" \
         --restart unless-stopped --no-healthcheck \
         --label "eventstate.boot-config=$digest" \
         --network "$network" "${published[@]}" \
@@ -289,7 +304,7 @@ record_release() {
 }
 
 up() {
-    local image="${EVENTSTATE_BOOT_IMAGE:?EVENTSTATE_BOOT_IMAGE is required}"
+    local image="${EVENTSTATE_BOOT_IMAGE:-}"
     host_address="${EVENTSTATE_BOOT_HOST_ADDRESS:-0.0.0.0}"
     host_port="${EVENTSTATE_BOOT_HOST_PORT:-443}"
     http_port="${EVENTSTATE_BOOT_HTTP_PORT:-}"
@@ -324,6 +339,12 @@ up() {
     if [[ -n "$parameter" ]]; then
         fetch_api_keys "$parameter" "$region" "$keys_file"
     fi
+    if [[ -n "${EVENTSTATE_BOOT_IMAGE_PARAMETER:-}" ]]; then
+        image="$(retry 20 6 aws ssm get-parameter --region "$region" \
+            --name "$EVENTSTATE_BOOT_IMAGE_PARAMETER" --query Parameter.Value --output text)" ||
+            die "cannot read SSM parameter $EVENTSTATE_BOOT_IMAGE_PARAMETER"
+    fi
+    [[ -n "$image" ]] || die "no image: set EVENTSTATE_BOOT_IMAGE or EVENTSTATE_BOOT_IMAGE_PARAMETER"
     [[ -s "$keys_file" ]] || die "API keys file $keys_file is missing or empty"
 
     if [[ -n "$registry" ]]; then
@@ -346,7 +367,7 @@ up() {
         docker network create --driver bridge "$network" >/dev/null
 
     image_id="$(docker image inspect --format '{{.Id}}' "$image")"
-    digest="$(digest_of "$image_id" "$name" "$network" "$data_dir" "$keys_file")"
+    digest="$(digest_of "$image_id" "$name" "$network" "$data_dir" "$keys_file" "${EVENTSTATE_BOOT_LOG_GROUP:-}")"
     if [[ "$(running_label "$name")" == "$digest true" ]]; then
         log "container $name already runs this configuration"
     else
@@ -357,7 +378,8 @@ up() {
         if ! wait_app_healthy "$timeout"; then
             if [[ -n "$previous" && "$previous" != "$image_id" ]]; then
                 log "rolling back: $image never became healthy; starting $previous again"
-                start_app "$previous" "$(digest_of "$previous" "$name" "$network" "$data_dir" "$keys_file")"
+                start_app "$previous" "$(digest_of "$previous" "$name" "$network" "$data_dir" "$keys_file" \
+                    "${EVENTSTATE_BOOT_LOG_GROUP:-}")"
                 wait_app_healthy "$timeout" || die "the previous image $previous is not healthy either"
                 start_proxy "$previous" "$uid"
                 die "$image never became healthy; rolled back to $previous"
@@ -391,8 +413,20 @@ down() {
     docker network rm "$network" >/dev/null 2>&1 || true
 }
 
+report() {
+    # Readiness (the app container's health check) and data disk use, as CloudWatch metrics.
+    local namespace="${EVENTSTATE_BOOT_METRICS_NAMESPACE:?EVENTSTATE_BOOT_METRICS_NAMESPACE is required}"
+    local data_dir="${EVENTSTATE_BOOT_DATA_DIR:?EVENTSTATE_BOOT_DATA_DIR is required}" ready=0 used
+    [[ "$(app_health)" == healthy ]] && ready=1
+    used="$(df --output=pcent "$data_dir" | tail -n 1 | tr -dc '0-9')"
+    aws cloudwatch put-metric-data --region "${EVENTSTATE_BOOT_AWS_REGION:?}" --namespace "$namespace" \
+        --metric-data "MetricName=Ready,Value=${ready},Unit=Count" \
+        "MetricName=DataDiskUsedPercent,Value=${used:-0},Unit=Percent"
+}
+
 case "$action" in
 up) up ;;
 down) down ;;
-*) die "usage: $0 [up|down]" ;;
+report) report ;;
+*) die "usage: $0 [up|down|report]" ;;
 esac

@@ -5,9 +5,10 @@
 
 locals {
   tags = merge(var.tags, {
-    Project   = "eventstate"
-    Stack     = var.name
-    ManagedBy = "terraform"
+    Project     = "eventstate"
+    Stack       = var.name
+    Environment = var.environment
+    ManagedBy   = "terraform"
   })
 
   subnet_id   = coalesce(var.subnet_id, sort(data.aws_subnets.default.ids)[0])
@@ -66,7 +67,9 @@ resource "aws_ssm_parameter" "api_keys" {
   name        = "/${var.name}/api-keys"
   description = "eventstate API keys, one per line; read by the instance at boot."
   type        = "SecureString"
-  value       = join("\n", var.api_keys)
+  # Write-only: sent to SSM, never stored in the Terraform state. Bump api_keys_version to rotate.
+  value_wo         = join("\n", var.api_keys)
+  value_wo_version = var.api_keys_version
 }
 
 # ---- identity --------------------------------------------------------------------------------
@@ -106,6 +109,29 @@ data "aws_iam_policy_document" "instance" {
       actions   = ["ssm:PutParameter"]
       resources = ["arn:${data.aws_partition.current.partition}:ssm:${var.region}:${data.aws_caller_identity.current.account_id}:parameter${local.ca_parameter_name}"]
     }
+  }
+
+  statement {
+    sid       = "ShipContainerLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
+  }
+
+  statement {
+    sid       = "ReportHealthMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [local.metrics_namespace]
+    }
+  }
+
+  statement {
+    sid       = "ReadImageReference"
+    actions   = ["ssm:GetParameter"]
+    resources = [aws_ssm_parameter.image.arn]
   }
 
   statement {
@@ -210,11 +236,15 @@ resource "aws_ebs_volume" "data" {
 module "user_data" {
   source = "../modules/user-data"
 
-  image              = local.image
+  # The image is read from its parameter at every `up`, so a new image changes no user data.
+  image              = ""
+  image_parameter    = aws_ssm_parameter.image.name
   tls_sites          = local.tls_sites
   tls_issuer         = var.domain != "" ? "acme" : "internal"
   acme_email         = var.acme_email
   ca_parameter       = var.domain != "" ? "" : local.ca_parameter_name
+  log_group          = aws_cloudwatch_log_group.this.name
+  metrics_namespace  = local.metrics_namespace
   data_volume_id     = aws_ebs_volume.data.id
   api_keys_parameter = aws_ssm_parameter.api_keys.name
   aws_region         = var.region

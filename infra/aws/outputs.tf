@@ -42,3 +42,28 @@ output "tls_root_ca_parameter" {
   description = "SSM parameter holding the root certificate to trust for url (empty with a domain: Let's Encrypt is trusted already)."
   value       = var.domain == "" ? aws_ssm_parameter.tls_root_ca[0].name : ""
 }
+
+output "log_group" {
+  description = "CloudWatch Logs group with the app's and the TLS terminator's output."
+  value       = aws_cloudwatch_log_group.this.name
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (subscribe more endpoints to it as needed)."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "upgrade_document" {
+  description = "SSM Command document that replaces the container with the image in image_parameter."
+  value       = aws_ssm_document.upgrade.name
+}
+
+output "image_parameter" {
+  description = "SSM parameter holding the image reference the instance runs."
+  value       = aws_ssm_parameter.image.name
+}
+
+output "image_tag" {
+  description = "Tag of the image in the stack's ECR repository (empty when image is given)."
+  value       = var.image == "" ? var.image_tag : ""
+}

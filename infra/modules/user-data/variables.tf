@@ -6,7 +6,7 @@ variable "image" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9._/:@-]*$", var.image)) && length(var.image) <= 255
+    condition     = (var.image == "" || can(regex("^[a-z0-9][a-z0-9._/:@-]*$", var.image))) && length(var.image) <= 255
     error_message = "The image must be a lower-case image reference (registry/name:tag or @digest)."
   }
 }
@@ -125,5 +125,38 @@ variable "ready_timeout" {
   validation {
     condition     = var.ready_timeout >= 10 && var.ready_timeout <= 3600
     error_message = "The timeout must be between 10 and 3600 seconds."
+  }
+}
+
+variable "log_group" {
+  description = "CloudWatch Logs group the containers log to (awslogs driver); empty for Docker's default."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.log_group == "" || can(regex("^[A-Za-z0-9_./#-]+$", var.log_group))
+    error_message = "The log group name may hold letters, digits and _ . / # - only."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace the instance reports Ready and DataDiskUsedPercent to every minute; empty for no reports."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.metrics_namespace == "" || can(regex("^[A-Za-z0-9_./#-]+$", var.metrics_namespace))
+    error_message = "The namespace may hold letters, digits and _ . / # - only."
+  }
+}
+
+variable "image_parameter" {
+  description = "SSM parameter holding the image reference, read at every `up`: a new image is then a parameter change and an SSM Run Command, not new user data (which would replace the instance). Empty to use image."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.image_parameter == "" || can(regex("^/[A-Za-z0-9_./-]+$", var.image_parameter))
+    error_message = "The parameter name must be a path such as /eventstate/image."
   }
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import ssl
@@ -30,6 +31,10 @@ from eventstate.deploy.terraform import Plan, Terraform, TerraformError, cli_con
 TARGETS = ("aws", "local")
 LOCAL_IMAGE = "eventstate:latest"
 STATE_ENV = "EVENTSTATE_DEPLOY_STATE"
+DEFAULT_ENV = "default"
+REGION_ENV = "EVENTSTATE_AWS_REGION"
+DEFAULT_REGION = "eu-west-1"
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 # Files whose change makes the locally built image stale.
 _IMAGE_INPUTS = ("Dockerfile", "pyproject.toml", ".dockerignore", "src")
 
@@ -45,6 +50,23 @@ class Target:
     name: str
     root: Path
     state_dir: Path
+    env: str = DEFAULT_ENV
+
+    @property
+    def stack_name(self) -> str:
+        """The name every resource of this environment carries: eventstate, eventstate-staging, ..."""
+        return "eventstate" if self.env == DEFAULT_ENV else f"eventstate-{self.env}"
+
+    @property
+    def var_files(self) -> list[Path]:
+        """The environment's own variables (infra/<target>/env/<env>.tfvars), when it has them."""
+        path = self.module_dir / "env" / f"{self.env}.tfvars"
+        return [path] if path.exists() else []
+
+    @property
+    def state_key(self) -> str:
+        """Where this environment's Terraform state lives in the state bucket."""
+        return f"{self.stack_name}/{self.env}/terraform.tfstate"
 
     @property
     def module_dir(self) -> Path:
@@ -72,16 +94,23 @@ class Target:
         return self.state_dir / "releases"
 
     @classmethod
-    def named(cls, name: str, root: Path) -> Target:
-        """The target NAME of the checkout at ROOT; its state is under infra/.state/ by default."""
+    def named(cls, name: str, root: Path, env: str = DEFAULT_ENV) -> Target:
+        """The target NAME (environment ENV) of the checkout at ROOT; its local files (API keys,
+        inputs) are under infra/.state/ by default."""
         if name not in TARGETS:
             raise DeployError(f"unknown target {name!r}: choose one of {', '.join(TARGETS)}")
+        if not _ENV_NAME.match(env):
+            raise DeployError(f"bad environment {env!r}: 1-16 of a-z, 0-9, '-', starting with a letter")
+        if env != DEFAULT_ENV and name != "aws":
+            raise DeployError("environments are for the aws target; the local target has one")
         state_root = Path(os.environ.get(STATE_ENV) or root / "infra" / ".state")
-        return cls(name=name, root=root.resolve(), state_dir=(state_root / name).resolve())
+        directory = name if env == DEFAULT_ENV else f"{name}-{env}"
+        return cls(name=name, root=root.resolve(), state_dir=(state_root / directory).resolve(), env=env)
 
 
 def terraform_for(target: Target) -> Terraform:
-    """The Terraform adapter for TARGET, using a hashicorp/aws mirror when the machine has one."""
+    """The Terraform adapter for TARGET, using a hashicorp/aws mirror when the machine has one;
+    the aws target keeps its state in the S3 state bucket (created here when missing)."""
     env: dict[str, str] = {}
     mirror = find_provider_mirror()
     if mirror is not None and target.name == "aws":
@@ -89,7 +118,94 @@ def terraform_for(target: Target) -> Terraform:
         config = target.state_dir / "terraform.rc"
         config.write_text(cli_config(mirror))
         env["TF_CLI_CONFIG_FILE"] = str(config)
-    return Terraform(target.module_dir, target.state_dir, env=env)
+    backend = None
+    if target.name == "aws":
+        import boto3  # only the aws target needs it
+
+        region = aws_region()
+        account = boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+        bucket = ensure_state_bucket(
+            boto3.client("s3", region_name=region), state_bucket_name(account, region), region
+        )
+        backend = s3_backend_config(bucket, target.state_key, region)
+    return Terraform(target.module_dir, target.state_dir, env=env, backend_config=backend)
+
+
+# ---- shared state ------------------------------------------------------------------------------
+
+
+def aws_region() -> str:
+    """The region of the aws target: EVENTSTATE_AWS_REGION, else AWS_REGION, else eu-west-1."""
+    return os.environ.get(REGION_ENV) or os.environ.get("AWS_REGION") or DEFAULT_REGION
+
+
+def state_bucket_name(account: str, region: str) -> str:
+    """One state bucket per account and region, shared by every environment (one key each)."""
+    return f"eventstate-tfstate-{account}-{region}"
+
+
+def s3_backend_config(bucket: str, key: str, region: str) -> dict[str, str]:
+    """The S3 backend settings: encrypted state, locked by a lock file beside it (Terraform >= 1.10)."""
+    return {"bucket": bucket, "key": key, "region": region, "encrypt": "true", "use_lockfile": "true"}
+
+
+def ensure_state_bucket(s3: Any, bucket: str, region: str, *, tls_only: bool = True) -> str:
+    """Create BUCKET (idempotently) as a Terraform state bucket: versioned (every state ever
+    written can be restored), encrypted by default, never public, and (TLS_ONLY, always outside an
+    emulator served over plain HTTP) refusing any request that does not come over TLS."""
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        options: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**options)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": True}
+            ]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    if not tls_only:
+        return bucket
+    deny_plain_http = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny_plain_http))
+    return bucket
+
+
+def state(target: Target, *, say: Callable[[str], None] = print) -> Terraform:
+    """Create the state bucket when missing and initialise TARGET's backend on it."""
+    tf = terraform_for(target)
+    tf.init()
+    if tf.backend_config is not None:
+        where = f"s3://{tf.backend_config['bucket']}/{tf.backend_config['key']}"
+        say(f"state: {where} (versioned, encrypted, locked with a lock file)")
+    else:
+        say(f"state: {tf.state_file}")
+    return tf
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -100,7 +216,7 @@ def plan(target: Target, *, say: Callable[[str], None] = print) -> Plan:
     tf = terraform_for(target)
     tf.init()
     variables = _variables(target, build_command=None, push=False)
-    result = tf.plan(variables)
+    result = tf.plan(variables, var_files=target.var_files)
     say(summary(result))
     return result
 
@@ -117,7 +233,7 @@ def deploy(
     tf = terraform_for(target)
     tf.init()
     variables = _variables(target, build_command=build_command, push=True, tf=tf, say=say, image=image)
-    result = tf.plan(variables)
+    result = tf.plan(variables, var_files=target.var_files)
     say(summary(result))
     try:
         if result.has_changes:
@@ -134,6 +250,8 @@ def deploy(
     url = str(outputs["url"])
     ca = Path(str(outputs["ca"])) if "ca" in outputs else None
     timeout = ready_timeout or (900.0 if target.name == "aws" else 180.0)
+    if target.name == "aws" and image_only_change(result):
+        upgrade_in_place(outputs, timeout=timeout, say=say)
     if outputs.get("tls_root_ca_parameter"):
         # No domain: the instance publishes its terminator's root certificate once it has one.
         ca = save_root_ca(
@@ -178,8 +296,8 @@ def rollback(
     say: Callable[[str], None] = print,
 ) -> str:
     """Run the image that was ready before the current one again (or the one TO names)."""
-    if target.name != "local":
-        raise DeployError("rollback is implemented for the local target only")
+    if target.name == "aws":
+        return _rollback_aws(target, to=to, ready_timeout=ready_timeout, say=say)
     history = releases(target)
     if not history:
         raise DeployError(f"no release is recorded in {target.releases_file}: deploy first")
@@ -200,6 +318,79 @@ def rollback(
     return deploy(target, image=chosen, ready_timeout=ready_timeout, say=say)
 
 
+def _rollback_aws(
+    target: Target, *, to: str | None, ready_timeout: float | None, say: Callable[[str], None]
+) -> str:
+    import boto3  # only the aws target needs it
+
+    tf = terraform_for(target)
+    tf.init()
+    outputs = tf.outputs()
+    if not outputs.get("image_tag"):
+        raise DeployError("rollback needs a deployed stack that runs an image from its own repository")
+    repository = str(outputs["ecr_repository_url"]).split("/", 1)[1]
+    ecr = boto3.client("ecr", region_name=str(outputs["region"]))
+    images = ecr.describe_images(repositoryName=repository, filter={"tagStatus": "TAGGED"})["imageDetails"]
+    tags = [t for image in sorted(images, key=lambda i: i["imagePushedAt"]) for t in image["imageTags"]]
+    current = str(outputs["image_tag"])
+    chosen = to if to is not None else previous_tag(tags, current)
+    if chosen not in tags:
+        raise DeployError(f"tag {chosen!r} is not in {repository}; it keeps: {', '.join(tags)}")
+    say(f"rolling back from {current} to {chosen}")
+    return deploy(target, image=chosen, ready_timeout=ready_timeout, say=say)
+
+
+def previous_tag(tags: list[str], current: str) -> str:
+    """The tag pushed just before CURRENT (TAGS oldest first)."""
+    if current not in tags or tags.index(current) == 0:
+        raise DeployError(f"no image older than {current} is kept in the repository to roll back to")
+    return tags[tags.index(current) - 1]
+
+
+def upgrade_in_place(
+    outputs: dict[str, Any], *, timeout: float, say: Callable[[str], None] = print, interval: float = 5.0
+) -> None:
+    """Run the stack's upgrade document on its instance (SSM Run Command) and wait for its end:
+    the boot script replaces the container with the image in the parameter, or rolls back."""
+    import boto3  # only the aws target needs it
+
+    ssm = boto3.client("ssm", region_name=str(outputs["region"]))
+    instance = str(outputs["instance_id"])
+    command = ssm.send_command(
+        DocumentName=str(outputs["upgrade_document"]),
+        InstanceIds=[instance],
+        Comment=f"eventstate: run {outputs['image']}",
+    )["Command"]["CommandId"]
+    say(f"upgrading {instance} in place (SSM command {command})")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = ssm.get_command_invocation(CommandId=command, InstanceId=instance)
+        except ssm.exceptions.InvocationDoesNotExist:
+            result = {"Status": "Pending"}
+        if result["Status"] == "Success":
+            return
+        if result["Status"] in ("Failed", "Cancelled", "TimedOut", "Cancelling"):
+            detail = str(result.get("StandardErrorContent") or result.get("StandardOutputContent") or "")
+            raise DeployError(
+                f"the upgrade on {instance} ended {result['Status']}; the boot script starts the previous "
+                f"image again when the new one never becomes healthy:\n{detail.strip()[-2000:]}"
+            )
+        if time.monotonic() >= deadline:
+            raise DeployError(f"SSM command {command} on {instance} did not finish within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def image_only_change(result: Plan) -> bool:
+    """Whether the plan changes the image reference without creating the instance: an upgrade
+    the running instance must be told to perform."""
+    image_updated = any(
+        c.address == "aws_ssm_parameter.image" and "update" in c.actions for c in result.changes
+    )
+    instance_created = any(c.address == "aws_instance.this" and "create" in c.actions for c in result.changes)
+    return image_updated and not instance_created
+
+
 def destroy(target: Target, *, say: Callable[[str], None] = print) -> None:
     """Remove everything deploy created on TARGET and confirm that the state is empty."""
     tf = terraform_for(target)
@@ -207,7 +398,7 @@ def destroy(target: Target, *, say: Callable[[str], None] = print) -> None:
     if not tf.resources():
         say(f"nothing deployed on {target.name}")
         return
-    tf.destroy(_saved_variables(target))
+    tf.destroy(_saved_variables(target), var_files=target.var_files)
     left = tf.resources()
     if left:
         raise DeployError(f"destroy left resources in the state: {', '.join(left)}")
@@ -231,9 +422,7 @@ def tls_context(cafile: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cafile) if cafile else None)
 
 
-def wait_until_ready(
-    url: str, *, timeout: float, interval: float = 2.0, cafile: Path | None = None
-) -> None:
+def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0, cafile: Path | None = None) -> None:
     """Poll URL/health/ready until it answers 200, showing progress; fail after TIMEOUT seconds."""
     started = time.monotonic()
     ready = f"{url}/health/ready"
@@ -328,9 +517,18 @@ def _variables(
         }
 
     variables: dict[str, Any] = {
+        "name": target.stack_name,
+        "environment": target.env,
+        "region": aws_region(),
         "allowed_cidrs": allowed_cidrs(),
         "api_keys": read_api_keys(keys_file),
+        # The keys are write-only in Terraform: SSM gets them again only when this number moves.
+        "api_keys_version": int(keys_file.stat().st_mtime),
     }
+    if image is not None:
+        # A rollback: a tag already in the stack's repository; nothing is built or pushed.
+        variables["image_tag"] = image
+        return variables
     given_image = os.environ.get("EVENTSTATE_DEPLOY_IMAGE")
     if given_image:
         variables["image"] = given_image
@@ -348,7 +546,7 @@ def _variables(
 def _push_to_ecr(tf: Terraform, variables: dict[str, Any], *, say: Callable[[str], None]) -> None:
     # The repository is part of the stack, so it is created first on its own, then the image goes
     # in, then the rest of the stack is applied and the instance can pull what it names.
-    repo_plan = tf.plan(variables, targets=["aws_ecr_repository.this"])
+    repo_plan = tf.plan(variables, targets=["aws_ecr_repository.this"], var_files=[])
     if repo_plan.has_changes:
         say(summary(repo_plan))
         tf.apply(repo_plan)
@@ -421,6 +619,9 @@ def _saved_variables(target: Target) -> dict[str, Any]:
         saved = json.loads(target.inputs_file.read_text())
     if target.name == "aws":
         saved.setdefault("allowed_cidrs", ["127.0.0.1/32"])
+        saved.setdefault("name", target.stack_name)
+        saved.setdefault("environment", target.env)
+        saved.setdefault("region", aws_region())
         saved["api_keys"] = read_api_keys(target.api_keys_file) or ["destroy-needs-no-real-key"]
     else:
         saved.setdefault("image_id", "sha256:" + "0" * 64)
