@@ -129,9 +129,11 @@ data "aws_iam_policy_document" "instance" {
   }
 
   statement {
-    sid       = "ReadImageReference"
-    actions   = ["ssm:GetParameter"]
-    resources = [aws_ssm_parameter.image.arn]
+    sid     = "ReadImageReference"
+    actions = ["ssm:GetParameter"]
+    # Built from the name: the provider marks the parameter's arn unknown whenever its value changes,
+    # which would show every image upgrade as a policy change too.
+    resources = ["arn:${data.aws_partition.current.partition}:ssm:${var.region}:${data.aws_caller_identity.current.account_id}:parameter/${var.name}/image"]
   }
 
   statement {

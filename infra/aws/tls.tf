@@ -11,6 +11,7 @@ locals {
 }
 
 resource "aws_ssm_parameter" "tls_root_ca" {
+  #checkov:skip=CKV2_AWS_34:a root certificate is public by nature (clients must be able to read it to trust the server); encrypting it would protect nothing
   count       = var.domain == "" ? 1 : 0
   name        = local.ca_parameter_name
   description = "Root certificate of the eventstate TLS terminator's internal CA (public; written by the instance)."

@@ -299,13 +299,14 @@ def test_new_image_is_an_in_place_upgrade_not_a_new_instance(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     said: list[str] = []
-    upgrade_in_place(outputs, timeout=60, say=said.append, interval=0.2)
-    (command,) = ssm.list_commands(InstanceId=outputs["instance_id"])["Commands"]
+    command_id = upgrade_in_place(outputs, timeout=60, say=said.append, interval=0.2)
+    (command,) = ssm.list_commands(CommandId=command_id)["Commands"]
 
     assert [(c.address, c.actions) for c in plan.changes] == [("aws_ssm_parameter.image", ("update",))]
     assert image_only_change(plan)
     assert "/usr/local/sbin/eventstate-boot up" in document["Content"]
     assert command["DocumentName"] == outputs["upgrade_document"]
+    assert command["InstanceIds"] == [outputs["instance_id"]]
     assert said[0].startswith(f"upgrading {outputs['instance_id']} in place")
 
 
@@ -323,9 +324,8 @@ def test_ecr_keeps_the_last_ten_images(stack: Any, moto_endpoint: str) -> None:
 def test_logs_and_alarms_go_to_one_topic(stack: Any, moto_endpoint: str) -> None:
     """Container logs have a group with retention; readiness, disk and 5xx alarms notify SNS."""
     _, outputs = stack
-    (group,) = client(moto_endpoint, "logs").describe_log_groups(logGroupNamePrefix=outputs["log_group"])[
-        "logGroups"
-    ]
+    groups = client(moto_endpoint, "logs").describe_log_groups(logGroupNamePrefix=outputs["log_group"])
+    (group,) = [g for g in groups["logGroups"] if g["logGroupName"] == outputs["log_group"]]
     filters = client(moto_endpoint, "logs").describe_metric_filters(logGroupName=outputs["log_group"])
     alarms = client(moto_endpoint, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{STACK}-")["MetricAlarms"]
     by_name = {a["AlarmName"]: a for a in alarms}
@@ -371,7 +371,8 @@ def test_destroy_leaves_nothing_but_final_snapshot(stack: Any, moto_endpoint: st
     parameters = client(moto_endpoint, "ssm").describe_parameters()["Parameters"]
     assert [p["Name"] for p in parameters if p["Name"].startswith(f"/{STACK}/")] == []
     assert ec2.describe_addresses(Filters=stack_filter)["Addresses"] == []
-    assert client(moto_endpoint, "ecr").describe_repositories()["repositories"] == []
+    repositories = client(moto_endpoint, "ecr").describe_repositories()["repositories"]
+    assert STACK not in [r["repositoryName"] for r in repositories]
     roles = client(moto_endpoint, "iam").list_roles()["Roles"]
     assert f"{STACK}-instance" not in [r["RoleName"] for r in roles]
     snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=stack_filter)["Snapshots"]

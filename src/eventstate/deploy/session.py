@@ -349,9 +349,10 @@ def previous_tag(tags: list[str], current: str) -> str:
 
 def upgrade_in_place(
     outputs: dict[str, Any], *, timeout: float, say: Callable[[str], None] = print, interval: float = 5.0
-) -> None:
+) -> str:
     """Run the stack's upgrade document on its instance (SSM Run Command) and wait for its end:
-    the boot script replaces the container with the image in the parameter, or rolls back."""
+    the boot script replaces the container with the image in the parameter, or rolls back.
+    Returns the command id."""
     import boto3  # only the aws target needs it
 
     ssm = boto3.client("ssm", region_name=str(outputs["region"]))
@@ -369,7 +370,7 @@ def upgrade_in_place(
         except ssm.exceptions.InvocationDoesNotExist:
             result = {"Status": "Pending"}
         if result["Status"] == "Success":
-            return
+            return str(command)
         if result["Status"] in ("Failed", "Cancelled", "TimedOut", "Cancelling"):
             detail = str(result.get("StandardErrorContent") or result.get("StandardOutputContent") or "")
             raise DeployError(
