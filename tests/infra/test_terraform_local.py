@@ -31,9 +31,10 @@ from eventstate.deploy.session import (
 pytestmark = [pytest.mark.terraform, pytest.mark.container, pytest.mark.slow]
 
 
-@pytest.fixture
-def image(tmp_path: Path) -> Iterator[str]:
-    """The image under test, built the way `nox -s image` builds it (or a prebuilt one)."""
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The image under test, built once for the module the way `nox -s image` builds it (or a
+    prebuilt one)."""
     reason = engine_unreachable_reason()
     if reason is not None:
         unavailable(reason, REQUIRE_DOCKER)
@@ -41,7 +42,7 @@ def image(tmp_path: Path) -> Iterator[str]:
     prebuilt = os.environ.get(PREBUILT_IMAGE)
     tag = prebuilt or f"eventstate:pytest-deploy-{uuid.uuid4().hex[:8]}"
     if not prebuilt:
-        build_image(tag, tmp_path / "image-context")
+        build_image(tag, tmp_path_factory.mktemp("image-context"))
     try:
         yield tag
     finally:
