@@ -328,6 +328,9 @@ class PostgresStore:
         self._listener: threading.Thread | None = None
         self._closed = False
         self._edge: merkle.TreeEdge | None = None  # the tree's right edge after our last commit
+        self._fresh: Any = None  # the connection `changed` asks on (psycopg, autocommit)
+        self._fresh_lock = threading.Lock()
+        self._seen_seq = -1
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -500,8 +503,39 @@ class PostgresStore:
             raise _unavailable(e) from e
 
     def changed(self) -> bool:
-        """Always True: only a read of the head, after the question was asked, is sure to be fresh."""
+        """Whether the committed head moved since the last call: one round trip, always, because only
+        a read made after the question was asked is sure to be fresh (a NOTIFY may still be on its
+        way when a client acknowledged by another instance asks this one). It uses a connection held
+        for this alone (autocommit, no pool checkout or pre-ping), so a fresh read costs one
+        indexed single-row SELECT."""
+        seq = self._committed_seq()
+        if seq == self._seen_seq:
+            return False
+        self._seen_seq = seq
         return True
+
+    def _committed_seq(self) -> int:
+        import psycopg
+
+        if self._closed:
+            raise StoreError(f"the log {self.description} is closed")
+        with self._fresh_lock:
+            try:
+                if self._fresh is None or self._fresh.closed:
+                    self._fresh = psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=5)
+                row = self._fresh.execute("SELECT seq FROM log_head WHERE id = 1").fetchone()
+            except psycopg.Error as e:
+                if self._fresh is not None:
+                    with contextlib.suppress(Exception):
+                        self._fresh.close()
+                self._fresh = None
+                raise _unavailable(e) from e
+        if row is None:
+            raise StoreError(self.not_initialised())
+        return int(row[0])
+
+    def _conninfo(self) -> str:
+        return sa.make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
     def head(self) -> Head:
         """The committed head (one indexed read)."""
@@ -585,7 +619,7 @@ class PostgresStore:
     def _listen(self) -> None:
         import psycopg
 
-        conninfo = sa.make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        conninfo = self._conninfo()
         while not self._stop.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
@@ -609,6 +643,10 @@ class PostgresStore:
         self._stop.set()
         if self._listener is not None:
             self._listener.join(timeout=5)
+        with self._fresh_lock:
+            if self._fresh is not None:
+                self._fresh.close()
+                self._fresh = None
         self._engine.dispose()
 
 
