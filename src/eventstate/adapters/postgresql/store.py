@@ -56,9 +56,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
 _E_COLUMNS = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
-_HEAD = sa.text(
-    f"SELECT {_E_COLUMNS} FROM log_head h JOIN events e ON e.seq = h.seq WHERE h.id = 1"  # noqa: S608
-)
+_HEAD_SQL = f"SELECT {_E_COLUMNS} FROM log_head h JOIN events e ON e.seq = h.seq WHERE h.id = 1"  # noqa: S608
 _INSERT_EVENTS = (
     f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
 )
@@ -515,6 +513,14 @@ class PostgresStore:
         return True
 
     def _committed_seq(self) -> int:
+        row = self._on_held("SELECT seq FROM log_head WHERE id = 1")
+        if row is None:
+            raise StoreError(self.not_initialised())
+        return int(row[0])
+
+    def _on_held(self, sql: str) -> Any:
+        """One row of `sql`, asked on the held autocommit connection: one round trip, reconnecting
+        after a failure (reported as StoreUnavailable)."""
         import psycopg
 
         if self._closed:
@@ -523,24 +529,20 @@ class PostgresStore:
             try:
                 if self._fresh is None or self._fresh.closed:
                     self._fresh = psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=5)
-                row = self._fresh.execute("SELECT seq FROM log_head WHERE id = 1").fetchone()
+                return self._fresh.execute(sql).fetchone()
             except psycopg.Error as e:
                 if self._fresh is not None:
                     with contextlib.suppress(Exception):
                         self._fresh.close()
                 self._fresh = None
                 raise _unavailable(e) from e
-        if row is None:
-            raise StoreError(self.not_initialised())
-        return int(row[0])
 
     def _conninfo(self) -> str:
         return sa.make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
     def head(self) -> Head:
-        """The committed head (one indexed read)."""
-        with self._read() as conn:
-            row = conn.execute(_HEAD).first()
+        """The committed head (one indexed read, one round trip on the held connection)."""
+        row = self._on_held(_HEAD_SQL)
         return Head() if row is None else Head.after(row_to_event(row))
 
     def event(self, seq: int) -> Event | None:
