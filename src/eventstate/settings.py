@@ -73,6 +73,7 @@ class Settings:
     access_log: bool = False
     write_rate_limit: tuple[str, int] | None = None
     max_header_bytes: int = 16 * 1024
+    body_timeout_seconds: float = 10.0
 
     def __attrs_post_init__(self) -> None:
         short = [k for k in self.api_keys if len(k) < MIN_API_KEY_LENGTH]
@@ -140,6 +141,8 @@ class Settings:
             values["write_rate_limit"] = _rate("EVENTSTATE_WRITE_RATE_LIMIT", v)
         if (v := get("MAX_HEADER_BYTES")) is not None:
             values["max_header_bytes"] = _int("EVENTSTATE_MAX_HEADER_BYTES", v, 1024, 1024 * 1024)
+        if (v := get("BODY_TIMEOUT_SECONDS")) is not None:
+            values["body_timeout_seconds"] = float(_int("EVENTSTATE_BODY_TIMEOUT_SECONDS", v, 1, 3600))
         if (v := get("ACCESS_LOG")) is not None:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -161,6 +164,7 @@ class Settings:
             "EVENTSTATE_LOG_LEVEL": self.log_level,
             "EVENTSTATE_ACCESS_LOG": str(self.access_log).lower(),
             "EVENTSTATE_MAX_HEADER_BYTES": str(self.max_header_bytes),
+            "EVENTSTATE_BODY_TIMEOUT_SECONDS": str(int(self.body_timeout_seconds)),
             "EVENTSTATE_WRITE_RATE_LIMIT": (
                 f"{self.write_rate_limit[1]}/{self.write_rate_limit[0]}" if self.write_rate_limit else ""
             ),

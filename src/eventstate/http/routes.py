@@ -17,16 +17,13 @@ from litestar.response.base import ASGIResponse
 
 from eventstate.commands import Command, Recorded
 from eventstate.domain import Head, parse_timestamp
+from eventstate.http.body import read_json_body
 from eventstate.http.schemas import (
     ETAG_LIST_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     SEQ_PATTERN,
-    EventBody,
-    HealthBody,
-    LogPage,
     LogsOperation,
     PlainOperation,
-    StatusBody,
     StatusOperation,
     StreamOperation,
     UpdateOperation,
@@ -34,7 +31,16 @@ from eventstate.http.schemas import (
     ok,
     problems,
 )
-from eventstate.serialization import decode_update, encode, unstructure_event, unstructure_status
+from eventstate.serialization import (
+    EventBody,
+    HealthBody,
+    LogPage,
+    StatusBody,
+    decode_update,
+    encode,
+    event_body,
+)
+from eventstate.serialization import status_body as status_wire
 from eventstate.service import EventService, NotReady
 
 JSON = "application/json"
@@ -119,8 +125,8 @@ def get_status(
 
 
 def status_body(head: Head) -> bytes:
-    """The JSON body of `GET /status` for `head` (also used by the edge's fast path)."""
-    return encode(unstructure_status(head))
+    """The JSON body of `GET /status` for `head`."""
+    return encode(status_wire(head))
 
 
 def _moment(text: str) -> datetime:
@@ -135,7 +141,7 @@ def _moment(text: str) -> datetime:
                  **problems(400, 401, 409, 412, 413, 422, 429, 503)})
 async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Append one update to the log; answer with the event once it is durably committed."""
-    body, headers = await record_update(service(request), await request.body(),
+    body, headers = await record_update(service(request), await read_json_body(request),
                                         _header(request, b"if-match"),
                                         _header(request, b"idempotency-key"))
     return _json(body, headers)
@@ -143,15 +149,14 @@ async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
 
 async def record_update(svc: EventService, body: bytes, if_match: str | None,
                         idempotency_key: str | None) -> tuple[bytes, dict[str, str]]:
-    """The whole of `POST /update` after the body is read: the event's JSON and the headers
-    (also used by the edge's fast path)."""
+    """The whole of `POST /update` after the body is read: the event's JSON and the headers."""
     command = Command(decode_update(body), parse_if_match(if_match),
                       parse_idempotency_key(idempotency_key))
     recorded: Recorded = await svc.update(command)
     headers = _etag(recorded.event.seq)
     if recorded.replayed:
         headers["idempotent-replayed"] = "true"
-    return encode(unstructure_event(recorded.event)), headers
+    return encode(event_body(recorded.event)), headers
 
 
 @get("/logs", sync_to_thread=False, summary="Browse the event log", operation_class=LogsOperation,
@@ -179,8 +184,7 @@ def get_logs(
         if not (descending and last <= after + 1):
             next_url = f"/logs?{urlencode(params)}"
     headers = {"link": f'<{next_url}>; rel="next"'} if next_url else None
-    items = b",".join(encode(unstructure_event(e)) for e in events)
-    return _json(b'{"items":[' + items + b'],"next":' + encode(next_url) + b"}", headers)
+    return _json(encode(LogPage([event_body(e) for e in events], next_url)), headers)
 
 
 HEARTBEAT_SECONDS = 15.0
@@ -215,7 +219,7 @@ async def _tail(svc: EventService, cursor: int) -> AsyncIterator[ServerSentEvent
     while True:
         events = svc.page(after=cursor, before=None, limit=STREAM_PAGE, descending=False)
         for event in events:
-            yield ServerSentEventMessage(data=encode(unstructure_event(event)).decode(),
+            yield ServerSentEventMessage(data=encode(event_body(event)).decode(),
                                          event="event", id=event.seq)
         if events:
             cursor = events[-1].seq
@@ -231,7 +235,7 @@ def get_event(
     seq: Annotated[int, PathParameter(ge=0, le=2**63 - 1, description="The event's seq")],
 ) -> ASGIResponse:
     """One event by seq, or 404."""
-    return _json(encode(unstructure_event(service(request).event(seq))))
+    return _json(encode(event_body(service(request).event(seq))))
 
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -250,7 +254,7 @@ def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
      responses=ok(HealthBody, "Alive"))
 def live() -> ASGIResponse:
     """The process answers."""
-    return _json(b'{"status":"alive"}')
+    return _json(encode(HealthBody("alive")))
 
 
 @get("/health/ready", sync_to_thread=False, operation_class=PlainOperation, summary="Readiness",
@@ -260,5 +264,5 @@ def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
     state = service(request).readiness()
     if not state.ready:
         raise NotReady(state.reason)
-    return _json(encode({"status": "ready", "version": state.version}))
+    return _json(encode(HealthBody("ready", state.version)))
 
