@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from eventstate.eventlog import EventLog, LogError, ServerLock
-from eventstate.settings import Settings, SettingsError
+from eventstate.settings import SETTINGS_HELP, Settings, SettingsError
 
 PROG = "eventstate"
 
@@ -26,6 +26,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers,
                                  database=args.database)
+    # The address first: a port in use or a bad host is one line, before anything is written.
+    _check_address(settings.host, settings.port)
     # Check (and create) the log before any worker starts, so a bad path is one clear line.
     EventLog.open(settings.database, synchronous=settings.synchronous,
                   busy_timeout_ms=settings.busy_timeout_ms).close()
@@ -61,6 +63,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_address(host: str, port: int) -> None:
+    """Refuse (CliError) an address this process cannot listen on, naming the flag and the value."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise CliError(f"--host/EVENTSTATE_HOST {host!r} is not an address to bind: {e}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise CliError(f"cannot listen on --host {host!r} --port {port} "
+                           f"(EVENTSTATE_HOST/EVENTSTATE_PORT): {e.strerror}") from None
+
+
 def _has(module: str) -> bool:
     import importlib.util
 
@@ -69,10 +89,14 @@ def _has(module: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"{PROG} {version('eventstate')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve = sub.add_parser("serve", help="serve the HTTP API", epilog=SETTINGS_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", help="address to bind (EVENTSTATE_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (EVENTSTATE_PORT, default 5000)")
     serve.add_argument("--workers", type=int,
