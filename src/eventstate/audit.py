@@ -10,6 +10,8 @@ import argparse
 import csv
 import functools
 import io
+import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -29,10 +31,9 @@ from eventstate.domain import (
 )
 from eventstate.eventlog import EventLog, LogError, Snapshot, row_to_event
 from eventstate.serialization import (
-    decode_json,
+    decode_event,
     encode,
     encode_events_jsonl,
-    structure_event,
     unstructure_status,
 )
 
@@ -48,6 +49,8 @@ CSV_COLUMNS = (
 # Audits read every row, not only seq > 0: a forged row at seq 0 or below must not hide from them.
 LOWEST_SEQ = -(2**63)
 CHUNK = 4096
+SEQ_MAX = 2**63 - 1
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class AuditFailed(Exception):
@@ -220,9 +223,28 @@ def _anchor(text: str) -> tuple[int, str]:
         number = int(seq)
     except ValueError:
         number = 0
-    if number < 1 or not digest:
-        raise argparse.ArgumentTypeError("expected SEQ:HASH with SEQ >= 1, e.g. 1000:3f5a…")
+    if not 1 <= number <= SEQ_MAX or not _HEX64.fullmatch(digest):
+        raise argparse.ArgumentTypeError(
+            f"expected SEQ:HASH with 1 <= SEQ <= {SEQ_MAX} and 64 hex digits, not {text!r}")
     return number, digest.lower()
+
+
+def _seq_arg(text: str) -> int:
+    """A seq given on the command line: 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEQ_MAX:
+        raise argparse.ArgumentTypeError(f"must be a seq from 0 to {SEQ_MAX}, not {text!r}")
+    return value
+
+
+def _database_arg() -> dict[str, Any]:
+    """--database, defaulting to EVENTSTATE_DATABASE like the server."""
+    default = os.environ.get("EVENTSTATE_DATABASE")
+    return {"default": default, "required": default is None,
+            "help": "the SQLite file of the log (default: EVENTSTATE_DATABASE)"}
 
 
 def _reporting_damage(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -290,6 +312,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         )
     else:
         print(f"ok: {head.version} events, chain intact; head {head.version}:{head.hash}")
+        if args.expect_head is not None:
+            print(f"ok: the expected head {args.expect_head[0]}:{args.expect_head[1]} matched")
     return 0
 
 
@@ -299,8 +323,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.at is not None:
         try:
             at = format_timestamp(parse_timestamp(args.at))
-        except ValueError:
-            raise LogError(f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}") from None
+        except ValueError as e:
+            raise LogError(f"--at: {e}") from None
     log = _open_ro(args.database)
     try:
         head = replay(log, until_seq=args.until_seq, at=at)
@@ -329,7 +353,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     log = _open_ro(args.database)
     try:
         with log.snapshot() as snap, _output(args.output) as out:
-            events = snap.events(after=args.after)
+            written: list[Event] = []
+            events = _noting_last(snap.events(after=args.after), written)
             if args.format == "jsonl":
                 for line in encode_events_jsonl(events):
                     out.write(line)
@@ -353,7 +378,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
             out.flush()
     finally:
         log.close()
+    count, last = (written[0].seq - args.after, written[0].seq) if written else (0, args.after)
+    where = args.output or "standard output"
+    # On stderr: standard output may be the export itself.
+    print(f"exported {count} events (seq {args.after + 1 if count else '-'} to "
+          f"{last if count else '-'}) as {args.format} to {where}", file=sys.stderr)
     return 0
+
+
+def _noting_last(events: Iterator[Event], last: list[Event]) -> Iterator[Event]:
+    """`events`, remembering the latest one in `last`."""
+    for event in events:
+        last[:] = [event]
+        yield event
 
 
 def _read_export(path: Path) -> Iterator[Event]:
@@ -365,8 +402,11 @@ def _read_export(path: Path) -> Iterator[Event]:
         for number, line in enumerate(source, 1):
             if not line.strip():
                 continue
+            if number == 1 and line.startswith(b"seq,"):
+                raise LogError(f"{path} is a CSV export; import accepts only JSONL "
+                               "(export with --format jsonl)")
             try:
-                yield structure_event(decode_json(line))
+                yield decode_event(line)
             except ValueError as e:
                 raise LogError(f"{path} line {number}: {e}") from None
 
@@ -408,6 +448,16 @@ def _checked(events: Iterator[Event]) -> Iterator[Event]:
         yield event
 
 
+def _self_contained(path: Path) -> None:
+    """Fold the copy's write-ahead log into the file and leave it in rollback-journal mode, so the
+    backup is one file with no -wal/-shm beside it (a server opening it switches back to WAL)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+    finally:
+        conn.close()
+
+
 def _remove_database(path: Path) -> None:
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
@@ -428,6 +478,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         raise LogError(f"cannot write the backup to {dest}: {e}") from None
     finally:
         log.close()
+    _self_contained(dest)
     copy = _open_ro(str(dest))
     try:
         head = verify(copy)
@@ -446,7 +497,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Register the audit subcommands on the CLI's subparsers."""
     p = sub.add_parser("verify", help="check the whole log's hash chain")
-    p.add_argument("--database", required=True)
+    p.add_argument("--database", **_database_arg())
     p.add_argument("--json", action="store_true", help="print a JSON result")
     p.add_argument(
         "--expect-head",
@@ -457,18 +508,18 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser("replay", help="fold the log to the state at a point in history")
-    p.add_argument("--database", required=True)
+    p.add_argument("--database", **_database_arg())
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--until-seq", type=int, metavar="N")
+    group.add_argument("--until-seq", type=_seq_arg, metavar="N")
     group.add_argument("--at", metavar="RFC3339")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_replay)
 
     p = sub.add_parser("export", help="write the ordered log as JSONL or CSV")
-    p.add_argument("--database", required=True)
+    p.add_argument("--database", **_database_arg())
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--output", help="file to create (default: standard output)")
-    p.add_argument("--after", type=int, default=0, metavar="N", help="only events after seq N")
+    p.add_argument("--after", type=_seq_arg, default=0, metavar="N", help="only events after seq N")
     p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser("import", help="build a new database from a JSONL export (verified first)")
@@ -477,7 +528,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(run=_cmd_import)
 
     p = sub.add_parser("backup", help="copy a live database consistently, then verify the copy")
-    p.add_argument("--database", required=True)
+    p.add_argument("--database", **_database_arg())
     p.add_argument("dest")
     p.set_defaults(run=_cmd_backup)
 

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from eventstate.eventlog import EventLog, LogError, ServerLock
 from eventstate.settings import SETTINGS_HELP, Settings, SettingsError
@@ -87,11 +88,18 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (naming the flag and the value) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from importlib.metadata import version
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser = _Parser(prog=PROG, description=__doc__)
     parser.add_argument("--version", action="version", version=f"{PROG} {version('eventstate')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
