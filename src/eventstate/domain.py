@@ -141,7 +141,8 @@ def parse_timestamp(text: str) -> datetime:
         moment = datetime.fromisoformat(f"{whole}{fraction}{'+00:00' if offset in 'Zz' else offset}")
         return moment.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise ValueError(f"timestamp {text!r} is not an RFC 3339 moment between years 1 and 9999 in UTC") from None
+        raise ValueError(
+            f"timestamp {text!r} is not an RFC 3339 moment between years 1 and 9999 in UTC") from None
 
 
 TIMESTAMP_MIN = "0001-01-01T00:00:00.000000Z"

@@ -334,7 +334,8 @@ def export(path: Path, out: Path, *extra: str) -> Path:
     """Run `eventstate export` into `out`; return `out`."""
     result = run_main("export", "--database", path, "--output", out, *extra)
     assert 0 == result.code
-    assert result.err.startswith("exported ") and 1 == len(result.err.splitlines())
+    assert result.err.startswith("exported ")
+    assert 1 == len(result.err.splitlines())
     return out
 
 
