@@ -51,7 +51,7 @@ def refused_in_one_line(result, tmp_path: Path, expected_code: int = 2) -> str:
     ("[1]", "an array"), ('"event"', "a string"), ("42", "a number"), ("null", "null"),
     (event_line(new={"counter": 2**64, "message": "a"}), "a counter past 64 bits"),
     (event_line(new={"counter": -(2**63) - 1, "message": "a"}), "a counter below 64 bits"),
-    (event_line(timestamp="\uff12\uff10\uff12\uff16-01-01T00:00:00.000000Z"), "non-ASCII digits in the timestamp"),
+    (event_line(timestamp="\uff12\uff10\uff12\uff16-01-01T00:00:00.000000Z"), "fullwidth digits"),
     (event_line(timestamp="2026-01-01T00:00:00.000000Zé"), "non-ASCII after the timestamp"),
     (event_line(seq=2**63), "a seq past 64 bits"),
     (event_line(hash="ÿ" * 64), "a non-ASCII hash"),
