@@ -34,7 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
                   busy_timeout_ms=settings.busy_timeout_ms).close()
     os.environ.update(settings.to_env())
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    # httptools with a bound on unfinished request heads (h11 has its own, its max incomplete event).
+    http = "eventstate.http.server:BoundedHttpToolsProtocol" if _has("httptools") else "h11"
     configure_logging(settings.log_level)
     structlog.get_logger("eventstate").info(
         "serving", database=str(settings.database), url=f"http://{settings.host}:{settings.port}",

@@ -31,6 +31,11 @@ PROBLEM_JSON = b"application/problem+json"
 ASGIApp = Any
 
 
+class _HeadAnswered(BaseException):
+    """Raised into the GET handler serving a HEAD once the headers are sent: the body is never
+    wanted, and a live tail would otherwise stream on. A BaseException, so no handler renders it."""
+
+
 class EdgeMiddleware:
     """Everything every HTTP response gets, at a few microseconds per request; never routes."""
 
@@ -71,24 +76,39 @@ class EdgeMiddleware:
         head = method == "HEAD"
         if head:
             # HEAD is GET without the body (RFC 9110 9.3.2): the same route, guards and headers.
-            scope["method"] = "GET"
+            # A copy: the server keeps its own scope, and must still know it answers a HEAD.
+            scope = {**scope, "method": "GET"}
         status = 500
+        answered = False
 
         async def send_with_headers(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, answered
+            if answered:
+                raise _HeadAnswered  # a HEAD response ends with its headers; stop the GET handler
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), *extra]
-            elif head and message["type"] == "http.response.body":
-                message = {**message, "body": b""}
+                if head:
+                    await send(message)
+                    answered = True
+                    message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
         if header_bytes > self.max_header_bytes:
             await send_with_headers({"type": "http.response.start", "status": 431, "headers": [
                 (b"content-type", PROBLEM_JSON), (b"content-length", b"%d" % len(self._too_large))]})
             await send_with_headers({"type": "http.response.body", "body": self._too_large})
+        elif head:
+            try:
+                await self.app(scope, receive, send_with_headers)
+            except* _HeadAnswered:
+                pass
         else:
             await self.app(scope, receive, send_with_headers)
+        self._record(scope, method, status, started, request_id)
+
+    def _record(self, scope: dict[str, Any], method: str, status: int, started: float,
+                request_id: bytes) -> None:
         route = scope.get("path_template") or "unmatched"
         elapsed = time.perf_counter() - started
         key = (route, method, status)
