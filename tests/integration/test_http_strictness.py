@@ -229,3 +229,11 @@ def test_problems_are_json_documents(server):
     """A problem body is one JSON object with type, title, status and detail."""
     response = httpx.post(f"{server.url}/update", content=b"{", headers=JSON)
     assert {"type", "title", "status", "detail"} == set(json.loads(response.content))
+
+
+def test_a_request_in_one_write_is_not_mistaken_for_a_huge_head(server):
+    """Headers and a 60 KB body arriving in one read are a normal request, not an oversized head."""
+    body = b'{"message": "' + b"x" * 1000 + b'"}' + b" " * 60_000
+    answer = _raw(server, b"POST /update HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                          b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:120]

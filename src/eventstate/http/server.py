@@ -30,10 +30,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_limit = int(os.environ.get("EVENTSTATE_MAX_HEADER_BYTES", "16384")) * 2 + SLACK_BYTES
         self._head_bytes = 0
         self._in_head = True
+        self._heads = 0  # request heads completed on this connection
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        self._heads += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -43,9 +45,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return  # refused: nothing more is read from this connection
-        in_head = self._in_head
+        heads = self._heads
         super().data_received(data)
-        if in_head and self._in_head and not self.transport.is_closing():
+        # Only a read that completed no head and left one unfinished counts towards the bound.
+        if self._in_head and heads == self._heads and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 self._refuse_head()
