@@ -12,12 +12,11 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import PluginProtocol
 from litestar.types import ASGIApp
 
 from eventstate.eventlog import EventLog, ServerLock
-from eventstate.http import routes
+from eventstate.http import docs, openapi, routes
 from eventstate.http.auth import api_key_guard
 from eventstate.http.console import console_router
 from eventstate.http.middleware import EdgeMiddleware
@@ -87,6 +86,7 @@ def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Li
             routes.live,
             routes.ready,
             console_router,
+            docs.swagger_asset,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -94,7 +94,9 @@ def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Li
         openapi_config=OpenAPIConfig(
             title="eventstate", version=package_version(), path="/schema",
             description="An HTTP API over an append-only, hash-chained event log.",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[docs.swagger_plugin()],
+            operation_id_creator=lambda handler, _method, _path: openapi.operation_id(
+                handler.handler_name),
         ),
         debug=False,
         logging_config=None,
@@ -102,6 +104,8 @@ def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Li
         state=State({"metrics": metrics, "max_body_bytes": settings.max_body_bytes,
                      "body_timeout": settings.body_timeout_seconds}),
     )
+    openapi.finish(app.openapi_schema, protect_reads=settings.protect_reads,
+                   keys_configured=bool(settings.api_keys))
     # The edge layer wraps Litestar's whole handler (as Litestar's own OpenTelemetry plugin does),
     # so that requests no route matched are counted and carry a request id too. It never routes.
     edge = EdgeMiddleware(app.asgi_handler, metrics, access_log=settings.access_log,

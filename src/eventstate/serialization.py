@@ -105,6 +105,24 @@ class ProblemBody(Struct):
     detail: str
 
 
+# Every wire type, for the OpenAPI document (generated from these by msgspec).
+WIRE_TYPES = (StateBody, EventBody, StatusBody, UpdateBody, LogPage, HealthBody, ProblemBody)
+_EXAMPLE_STATE = StateBody(42, "hello")
+_EXAMPLE_EVENT = EventBody(
+    7, "2026-11-21T09:30:00.123456Z", StateBody(41, "hello"), _EXAMPLE_STATE,
+    "3f5a0c9e7b1d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a")
+# One example per wire type, built from the types themselves so they cannot drift.
+EXAMPLES: dict[str, Any] = msgspec.to_builtins({
+    "StateBody": _EXAMPLE_STATE,
+    "EventBody": _EXAMPLE_EVENT,
+    "StatusBody": StatusBody(42, "hello", 7, "2026-11-21T09:30:00.123456Z"),
+    "UpdateBody": UpdateBody(42, "hello"),
+    "LogPage": LogPage([_EXAMPLE_EVENT], "/logs?after=7&limit=1"),
+    "HealthBody": HealthBody("ready", 7),
+    "ProblemBody": ProblemBody(PROBLEM_TYPE_PREFIX + "version-mismatch", "Precondition failed", 412,
+                               "the state is at version 8, not 7"),
+})
+
 _encoder = msgspec.json.Encoder()
 _update_decoder = msgspec.json.Decoder(UpdateBody)
 _event_decoder = msgspec.json.Decoder(EventBody)

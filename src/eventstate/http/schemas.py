@@ -19,7 +19,7 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIType
 
-from eventstate.serialization import ProblemBody, UpdateBody
+from eventstate.serialization import EXAMPLES, ProblemBody, UpdateBody
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -28,7 +28,8 @@ def _schema(json_schema: dict[str, Any]) -> Schema:
     """A Litestar Schema from msgspec's JSON Schema of a wire type (one flat object)."""
     names = {"type": "type", "description": "description", "minimum": "minimum",
              "maximum": "maximum", "maxLength": "max_length", "pattern": "pattern",
-             "format": "format", "minProperties": "min_properties", "title": "title"}
+             "format": "format", "minProperties": "min_properties", "title": "title",
+             "examples": "examples"}
     fields: dict[str, Any] = {names[k]: v for k, v in json_schema.items() if k in names}
     if "type" in fields:
         fields["type"] = OpenAPIType(fields["type"])
@@ -41,7 +42,7 @@ def _schema(json_schema: dict[str, Any]) -> Schema:
 
 def _update_schema() -> Schema:
     definitions = msgspec.json.schema(UpdateBody)["$defs"]
-    body = {**definitions["UpdateBody"], "minProperties": 1}
+    body = {**definitions["UpdateBody"], "minProperties": 1, "examples": [EXAMPLES["UpdateBody"]]}
     return _schema(body)
 
 
