@@ -20,6 +20,7 @@ from eventstate.http import docs, openapi, routes
 from eventstate.http.auth import api_key_guard
 from eventstate.http.console import console_router
 from eventstate.http.middleware import EdgeMiddleware
+from eventstate.http.pages import PageCache
 from eventstate.http.problems import EXCEPTION_HANDLERS
 from eventstate.observability import Metrics, configure_logging
 from eventstate.service import EventService
@@ -101,7 +102,7 @@ def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Li
         debug=False,
         logging_config=None,
         plugins=list(plugins),
-        state=State({"metrics": metrics, "max_body_bytes": settings.max_body_bytes,
+        state=State({"metrics": metrics, "page_cache": PageCache(), "max_body_bytes": settings.max_body_bytes,
                      "body_timeout": settings.body_timeout_seconds}),
     )
     openapi.finish(app.openapi_schema, protect_reads=settings.protect_reads,

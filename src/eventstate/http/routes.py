@@ -18,6 +18,7 @@ from litestar.response.base import ASGIResponse
 from eventstate.commands import Command, Recorded
 from eventstate.domain import Head, parse_timestamp
 from eventstate.http.body import read_json_body
+from eventstate.http.pages import IMMUTABLE, MUTABLE, Page, PageCache, PageKey, etag_for, is_immutable
 from eventstate.http.schemas import (
     ETAG_LIST_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
@@ -160,7 +161,8 @@ async def record_update(svc: EventService, body: bytes, if_match: str | None,
 
 
 @get("/logs", sync_to_thread=False, summary="Browse the event log", operation_class=LogsOperation,
-     responses={**ok(LogPage, "A page of events and the next page's URL"), **problems(400, 401)})
+     responses={**ok(LogPage, "A page of events and the next page's URL"), **not_modified(),
+                **problems(400, 401)})
 def get_logs(
     request: Request[Any, Any, Any],
     after: Annotated[int, QueryParameter(ge=0, le=2**63 - 1, description="Events after this seq")] = 0,
@@ -169,9 +171,30 @@ def get_logs(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
     order: Annotated[Literal["asc", "desc"], QueryParameter(description="Oldest or newest first")] = "asc",
 ) -> ASGIResponse:
-    """A page of the log by keyset (`after`/`before`), with `next` and a `Link: rel="next"` header."""
-    descending = order == "desc"
-    events = service(request).page(after=after, before=before, limit=limit, descending=descending)
+    """A page of the log by keyset (`after`/`before`), with `next` and a `Link: rel="next"` header.
+    A full page anchored by `after` or `before` never changes: strong ETag, cached for a year."""
+    key = (after, before, limit, order == "desc")
+    cache: PageCache = request.app.state.page_cache
+    page = cache.get(key)
+    if page is None:
+        page, immutable = _page(service(request), key)
+        if immutable:
+            cache.put(key, page)
+    else:
+        immutable = True
+    headers = {"cache-control": IMMUTABLE if immutable else MUTABLE}
+    if page.link:
+        headers["link"] = page.link
+    if immutable:
+        headers["etag"] = page.etag
+        if _header(request, b"if-none-match") in (page.etag, "*"):
+            return ASGIResponse(body=b"", status_code=304, headers=headers)
+    return _json(page.body, headers)
+
+
+def _page(svc: EventService, key: PageKey) -> tuple[Page, bool]:
+    after, before, limit, descending = key
+    events = svc.page(after=after, before=before, limit=limit, descending=descending)
     next_url = None
     if len(events) == limit:
         last = events[-1].seq
@@ -183,8 +206,10 @@ def get_logs(
         params["limit"] = limit
         if not (descending and last <= after + 1):
             next_url = f"/logs?{urlencode(params)}"
-    headers = {"link": f'<{next_url}>; rel="next"'} if next_url else None
-    return _json(encode(LogPage([event_body(e) for e in events], next_url)), headers)
+    body = encode(LogPage([event_body(e) for e in events], next_url))
+    etag = etag_for(key, events[-1].hash) if events else '"empty"'
+    return (Page(body, etag, f'<{next_url}>; rel="next"' if next_url else None),
+            is_immutable(key, len(events)))
 
 
 HEARTBEAT_SECONDS = 15.0

@@ -143,7 +143,8 @@ SSE_MESSAGE = Schema(
     required=["event", "id", "data"],
 )
 StreamOperation = documented("Last-Event-ID", stream=SSE_MESSAGE)
-LogsOperation = documented(response_headers={"200": ("Link",)})
+LogsOperation = documented("If-None-Match", response_headers={"200": ("Link", "ETag"),
+                                                              "304": ("ETag",)})
 PlainOperation = documented()
 
 _DESCRIPTIONS = {
