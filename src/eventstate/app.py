@@ -102,7 +102,8 @@ def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Li
         debug=False,
         logging_config=None,
         plugins=list(plugins),
-        state=State({"metrics": metrics, "page_cache": PageCache(), "max_body_bytes": settings.max_body_bytes,
+        state=State({"metrics": metrics, "page_cache": PageCache(),
+                     "tail_frames": routes.TailFrames(), "max_body_bytes": settings.max_body_bytes,
                      "body_timeout": settings.body_timeout_seconds}),
     )
     openapi.finish(app.openapi_schema, protect_reads=settings.protect_reads,
