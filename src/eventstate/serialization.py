@@ -196,9 +196,16 @@ def structure_event(data: Any) -> Event:
         raise ValueError(f"not an eventstate event: {str(e).replace('`', '')}") from None
 
 
-# The names the audit tools use.
-unstructure_event = event_body
-unstructure_status = status_body
+def unstructure_event(event: Event) -> dict[str, Any]:
+    """The wire form of an event as plain JSON values (for code that nests it in other JSON)."""
+    data: dict[str, Any] = msgspec.to_builtins(event_body(event))
+    return data
+
+
+def unstructure_status(head: Head) -> dict[str, Any]:
+    """The wire form of the current state as plain JSON values."""
+    data: dict[str, Any] = msgspec.to_builtins(status_body(head))
+    return data
 
 
 def encode(value: Any) -> bytes:
