@@ -105,8 +105,25 @@ class ProblemBody(Struct):
     detail: str
 
 
+class InclusionProofBody(Struct):
+    """RFC 9162 §2.1.3 audit path of event `seq` (leaf seq - 1) in the tree of `tree_size` events."""
+
+    seq: Seq
+    tree_size: Seq
+    hashes: list[str]  # base64 SHA-256 hashes, from the leaf's sibling up
+
+
+class ConsistencyProofBody(Struct):
+    """RFC 9162 §2.1.4 proof that the tree of `from` events is a prefix of the tree of `to` events."""
+
+    from_: Seq = msgspec.field(name="from")
+    to: Seq = 1
+    hashes: list[str] = msgspec.field(default_factory=list)  # base64 SHA-256 hashes
+
+
 # Every wire type, for the OpenAPI document (generated from these by msgspec).
-WIRE_TYPES = (StateBody, EventBody, StatusBody, UpdateBody, LogPage, HealthBody, ProblemBody)
+WIRE_TYPES = (StateBody, EventBody, StatusBody, UpdateBody, LogPage, HealthBody, ProblemBody,
+              InclusionProofBody, ConsistencyProofBody)
 _EXAMPLE_STATE = StateBody(42, "hello")
 _EXAMPLE_EVENT = EventBody(
     7, "2026-11-21T09:30:00.123456Z", StateBody(41, "hello"), _EXAMPLE_STATE,

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
-from eventstate.eventlog import SYNCHRONOUS_LEVELS, Synchronous
+from eventstate.adapters import database_setting
+from eventstate.ports import StoreError
 
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 MIN_API_KEY_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -53,11 +58,19 @@ def _keys(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.replace("\n", ",").split(",") if k.strip())
 
 
+def _database(value: str | os.PathLike[str]) -> Path | str:
+    try:
+        return database_setting(value)
+    except StoreError as e:
+        raise SettingsError(str(e)) from None
+
+
 @attrs.frozen(repr=False)
 class Settings:
     """Everything eventstate can be configured with; see the README's configuration table."""
 
-    database: Path = attrs.field(default=Path("eventstate.db"), converter=Path)
+    # A Path for SQLite (a plain path or sqlite:///PATH); the URL itself for PostgreSQL.
+    database: Path | str = attrs.field(default=Path("eventstate.db"), converter=_database)
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1
@@ -74,6 +87,8 @@ class Settings:
     write_rate_limit: tuple[str, int] | None = None
     max_header_bytes: int = 16 * 1024
     body_timeout_seconds: float = 10.0
+    signing_key_file: Path | None = attrs.field(
+        default=None, converter=attrs.converters.optional(Path))
 
     def __attrs_post_init__(self) -> None:
         short = [k for k in self.api_keys if len(k) < MIN_API_KEY_LENGTH]
@@ -93,13 +108,19 @@ class Settings:
             raise SettingsError("EVENTSTATE_PROTECT_READS=true needs at least one key in "
                                 "EVENTSTATE_API_KEYS or EVENTSTATE_API_KEYS_FILE; none is set")
 
-    def __repr__(self) -> str:  # never print the keys themselves
+    @property
+    def shown_database(self) -> str:
+        """The database setting for logs and messages: a URL's password is never shown."""
+        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", str(self.database))
+
+    def __repr__(self) -> str:  # never print the keys (or a database password) themselves
         fields = attrs.asdict(self, recurse=False)
         fields["api_keys"] = f"<{len(self.api_keys)} keys>"
+        fields["database"] = self.shown_database
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @classmethod
-    def from_env(  # noqa: PLR0912 - one branch per documented variable reads best
+    def from_env(  # noqa: PLR0912, PLR0915 - one branch per documented variable reads best
         cls, env: Mapping[str, str] | None = None, **overrides: object
     ) -> Settings:
         """Settings from `EVENTSTATE_*` variables, then explicit overrides (e.g. CLI flags)."""
@@ -110,7 +131,7 @@ class Settings:
             return env.get(f"EVENTSTATE_{name}")
 
         if (v := get("DATABASE")) is not None:
-            values["database"] = Path(v)
+            values["database"] = v
         if (v := get("HOST")) is not None:
             values["host"] = v
         if (v := get("PORT")) is not None:
@@ -156,6 +177,8 @@ class Settings:
             values["body_timeout_seconds"] = float(_int("EVENTSTATE_BODY_TIMEOUT_SECONDS", v, 1, 3600))
         if (v := get("ACCESS_LOG")) is not None:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
+        if (v := get("SIGNING_KEY_FILE")) is not None and v.strip():
+            values["signing_key_file"] = Path(v)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -180,11 +203,13 @@ class Settings:
                 f"{self.write_rate_limit[1]}/{self.write_rate_limit[0]}" if self.write_rate_limit else ""
             ),
         }
+        if self.signing_key_file is not None:
+            env["EVENTSTATE_SIGNING_KEY_FILE"] = str(self.signing_key_file)
         return env  # API keys are not copied: workers inherit EVENTSTATE_API_KEYS(_FILE) as given
 
 
 SETTINGS_HELP = """settings (environment variables; flags above override them):
-  EVENTSTATE_DATABASE                 SQLite file of the log (default ./eventstate.db)
+  EVENTSTATE_DATABASE                 SQLite file or postgresql:// URL (default ./eventstate.db)
   EVENTSTATE_HOST                     address to bind (default 127.0.0.1)
   EVENTSTATE_PORT                     port (default 5000)
   EVENTSTATE_WORKERS                  worker processes sharing the log (default 1)
@@ -201,4 +226,5 @@ SETTINGS_HELP = """settings (environment variables; flags above override them):
   EVENTSTATE_BODY_TIMEOUT_SECONDS     deadline for a request body to arrive; then 408 (default 10)
   EVENTSTATE_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR (default INFO)
   EVENTSTATE_ACCESS_LOG               one JSON line per request (default false)
+  EVENTSTATE_SIGNING_KEY_FILE         Ed25519 key that signs checkpoints (default: none, no /checkpoint)
 """

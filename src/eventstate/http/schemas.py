@@ -156,6 +156,7 @@ _DESCRIPTIONS = {
     413: "Request body larger than the limit",
     422: "Well-formed but unacceptable update, or an Idempotency-Key reused with another body",
     429: "Too many requests; see Retry-After",
+    500: "The server refused or failed to handle the request",
     503: "The log cannot be written or read right now; see Retry-After",
 }
 
