@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from eventstate.eventlog import EventLog, LogError, ServerLock
+from eventstate.replication import ReplicaError
 from eventstate.settings import Settings, SettingsError
 
 PROG = "eventstate"
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     from eventstate import audit
 
     audit.add_commands(sub)
+    from eventstate import restore
+
+    restore.add_command(sub)
     return parser
 
 
@@ -93,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
-    except (LogError, SettingsError, CliError) as e:
+    except (LogError, SettingsError, CliError, ReplicaError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -47,6 +47,8 @@ class EventService:
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.log = log
+        #: Further conditions for readiness (e.g. replication); each returns why not, or None.
+        self.readiness_checks: list[Callable[[], str | None]] = []
         self.projection = Projection(log, shared=shared)
         self._shared = shared
         self._changed = asyncio.Event()
@@ -150,4 +152,7 @@ class EventService:
                 return Readiness(False, f"the last commit failed: {self.writer.last_failure}",
                                  head.version)
             self.writer.last_failure = None
+        for check in self.readiness_checks:
+            if (reason := check()) is not None:
+                return Readiness(False, reason, head.version)
         return Readiness(True, "ready", head.version)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -53,6 +53,23 @@ def _keys(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.replace("\n", ",").split(",") if k.strip())
 
 
+def _replica_values(get: Callable[[str], str | None]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if (v := get("REPLICA_URL")) is not None and v.strip():
+        values["replica_url"] = v.strip()
+    if (v := get("REPLICA_ENDPOINT")) is not None and v.strip():
+        values["replica_endpoint"] = v.strip()
+    if (v := get("REPLICA_SYNC_INTERVAL_MS")) is not None:
+        ms = _int("EVENTSTATE_REPLICA_SYNC_INTERVAL_MS", v, 100, 600_000)
+        values["replica_sync_interval_s"] = ms / 1000
+    if (v := get("REPLICA_MAX_LAG_SECONDS")) is not None:
+        values["replica_max_lag_s"] = _int("EVENTSTATE_REPLICA_MAX_LAG_SECONDS", v, 0, 86400)
+    if (v := get("REPLICA_ANCHOR_INTERVAL_SECONDS")) is not None:
+        values["replica_anchor_interval_s"] = _int("EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS",
+                                                   v, 1, 86400)
+    return values
+
+
 @attrs.frozen(repr=False)
 class Settings:
     """Everything eventstate can be configured with; see the README's configuration table."""
@@ -73,6 +90,12 @@ class Settings:
     access_log: bool = False
     write_rate_limit: tuple[str, int] | None = None
     max_header_bytes: int = 16 * 1024
+    # Off-host replication with Litestream (SQLite only); see replication.py.
+    replica_url: str | None = None
+    replica_endpoint: str | None = None
+    replica_sync_interval_s: float = 1.0
+    replica_max_lag_s: int = 60
+    replica_anchor_interval_s: int = 60
 
     def __attrs_post_init__(self) -> None:
         short = [k for k in self.api_keys if len(k) < MIN_API_KEY_LENGTH]
@@ -85,6 +108,21 @@ class Settings:
             raise SettingsError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        self._check_replica()
+
+    def _check_replica(self) -> None:
+        if self.replica_url is None:
+            if self.replica_endpoint is not None:
+                raise SettingsError("EVENTSTATE_REPLICA_ENDPOINT is set but EVENTSTATE_REPLICA_URL is not")
+            return
+        from eventstate.replication import ReplicaError, ReplicaTarget
+
+        try:
+            ReplicaTarget.parse(self.replica_url, self.replica_endpoint)
+        except ReplicaError as e:
+            raise SettingsError(f"EVENTSTATE_REPLICA_URL: {e}") from None
+        if self.workers != 1:
+            raise SettingsError("replication (EVENTSTATE_REPLICA_URL) needs EVENTSTATE_WORKERS=1")
 
     def __repr__(self) -> str:  # never print the keys themselves
         fields = attrs.asdict(self, recurse=False)
@@ -142,6 +180,7 @@ class Settings:
             values["max_header_bytes"] = _int("EVENTSTATE_MAX_HEADER_BYTES", v, 1024, 1024 * 1024)
         if (v := get("ACCESS_LOG")) is not None:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
+        values.update(_replica_values(get))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -165,4 +204,10 @@ class Settings:
                 f"{self.write_rate_limit[1]}/{self.write_rate_limit[0]}" if self.write_rate_limit else ""
             ),
         }
+        if self.replica_url is not None:
+            env["EVENTSTATE_REPLICA_URL"] = self.replica_url
+            env["EVENTSTATE_REPLICA_ENDPOINT"] = self.replica_endpoint or ""
+            env["EVENTSTATE_REPLICA_SYNC_INTERVAL_MS"] = str(int(self.replica_sync_interval_s * 1000))
+            env["EVENTSTATE_REPLICA_MAX_LAG_SECONDS"] = str(self.replica_max_lag_s)
+            env["EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS"] = str(self.replica_anchor_interval_s)
         return env  # API keys are not copied: workers inherit EVENTSTATE_API_KEYS(_FILE) as given
