@@ -22,6 +22,8 @@
 #   EVENTSTATE_BOOT_LOG_FILE           where this script logs (default /var/log/eventstate-boot.log)
 #   EVENTSTATE_BOOT_READY_TIMEOUT      seconds to wait for /health/ready (default 300)
 #   EVENTSTATE_BOOT_REMOVE_ON_FAILURE  1 to remove the container when it never gets ready
+#   EVENTSTATE_BOOT_REPLICA_URL        s3://BUCKET/PREFIX to replicate to and restore from (optional)
+#   EVENTSTATE_BOOT_REPLICA_ENDPOINT   endpoint of an S3-compatible store (optional; AWS S3 if empty)
 set -euo pipefail
 
 readonly CONTAINER_PORT=5000
@@ -131,9 +133,53 @@ container_uid() {
 config_digest() {
     # Everything that shapes the running container; a change means the container is replaced.
     local image_id="$1"
-    printf '%s\n' "$image_id" "$name" "$host_address" "$host_port" "$data_dir" "$keys_file" |
+    printf '%s\n' "$image_id" "$name" "$host_address" "$host_port" "$data_dir" "$keys_file" \
+        "$replica_url" "$replica_endpoint" |
         sha256sum | cut -c1-32
 }
+
+# ---- restore before serve (replication) --------------------------------------------------------
+# On an empty data volume (a replaced instance, another availability zone), bring the log back
+# from its replica before the service starts, so that it never begins a new, empty log beside it.
+# "No replica yet" (a first boot) starts fresh; any other failure stops the boot: serving an empty
+# log while a replica exists but cannot be read would fork the history.
+replica_args=()
+
+replica_container_args() {
+    replica_args=()
+    if [[ -n "$replica_url" ]]; then
+        replica_args=(--env "EVENTSTATE_REPLICA_URL=${replica_url}")
+        if [[ -n "$replica_endpoint" ]]; then
+            replica_args+=(--env "EVENTSTATE_REPLICA_ENDPOINT=${replica_endpoint}")
+        fi
+        if [[ -n "$region" ]]; then
+            replica_args+=(--env "AWS_REGION=${region}")
+        fi
+    fi
+}
+
+restore_if_empty() {
+    local image="$1" uid="$2" output status
+    [[ -n "$replica_url" ]] || return 0
+    if [[ -e "${data_dir}/eventstate.db" ]]; then
+        log "the data volume already holds a log; no restore"
+        return 0
+    fi
+    log "empty data volume: restoring the log from $replica_url"
+    status=0
+    output="$(docker run --rm --user "$uid" --cap-drop ALL --security-opt no-new-privileges \
+        --volume "${data_dir}:/data" "${replica_args[@]}" \
+        "$image" restore --replica "$replica_url" --database /data/eventstate.db 2>&1)" || status=$?
+    log "$output"
+    if ((status == 0)); then
+        log "restored the log from $replica_url"
+    elif [[ "$output" == *"no replica at"* ]]; then
+        log "no replica at $replica_url yet: starting a new log"
+    else
+        die "cannot restore from $replica_url (exit $status); refusing to start an empty log beside it"
+    fi
+}
+# ---- end of restore before serve ---------------------------------------------------------------
 
 wait_until_ready() {
     local url="$1" timeout="$2" deadline
@@ -165,6 +211,9 @@ up() {
     local region="${EVENTSTATE_BOOT_AWS_REGION:-}"
     local registry="${EVENTSTATE_BOOT_REGISTRY:-}"
     local timeout="${EVENTSTATE_BOOT_READY_TIMEOUT:-300}"
+    replica_url="${EVENTSTATE_BOOT_REPLICA_URL:-}"
+    replica_endpoint="${EVENTSTATE_BOOT_REPLICA_ENDPOINT:-}"
+    replica_container_args
 
     if [[ "${EVENTSTATE_BOOT_INSTALL_DOCKER:-0}" == 1 ]]; then
         install_docker
@@ -196,6 +245,7 @@ up() {
     chown "$uid" "$data_dir" "$keys_file"
     chmod 0700 "$data_dir"
     chmod 0400 "$keys_file"
+    restore_if_empty "$image" "$uid"
 
     local digest running_digest
     digest="$(config_digest "$(docker image inspect --format '{{.Id}}' "$image")")"
@@ -214,6 +264,7 @@ up() {
             --volume "${data_dir}:/data" \
             --volume "${keys_file}:${CONTAINER_KEYS_FILE}:ro" \
             --env "EVENTSTATE_API_KEYS_FILE=${CONTAINER_KEYS_FILE}" \
+            "${replica_args[@]}" \
             "$image" >/dev/null
     fi
 

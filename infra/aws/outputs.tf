@@ -37,3 +37,13 @@ output "region" {
   description = "Region the stack is deployed in."
   value       = var.region
 }
+
+output "replica_url" {
+  description = "Where the event log is replicated (eventstate restore --replica URL)."
+  value       = local.replica_url
+}
+
+output "replica_bucket" {
+  description = "S3 bucket of the replica."
+  value       = aws_s3_bucket.replica.id
+}
