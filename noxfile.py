@@ -95,7 +95,7 @@ def image(session: nox.Session) -> None:
         *("--python-version", f"{py_major}.{py_minor}", "--implementation", "cp"),
         *("--abi", f"cp{py_major}{py_minor}"),
         *(f"--platform={tag}" for tag in _wheel_platforms(machine, glibc)),
-        str(own_wheel),
+        f"{own_wheel}[replica]",  # the image replicates: Litestream and boto3 go in too
     )
 
     build_args = ["--build-arg", f"EVENTSTATE_VERSION={version}"]
