@@ -45,11 +45,13 @@ def require_litestream() -> str:
 
 
 @contextmanager
-def moto_s3(host: str = "127.0.0.1") -> Iterator[str]:
-    """A moto server on a free port; yields its endpoint URL."""
+def moto_s3(host: str = "127.0.0.1", *, check_credentials: bool = False) -> Iterator[str]:
+    """A moto server on a free port; yields its endpoint URL. With `check_credentials`, it refuses
+    every access key it has not issued (moto's IAM authentication, from the first request)."""
     port = free_port()
+    env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if check_credentials else {})}
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     endpoint = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30

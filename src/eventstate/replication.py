@@ -201,13 +201,35 @@ def _max_txid(names: Any) -> int:
     return best
 
 
+def local_captures(database: Path) -> list[tuple[int, float]]:
+    """(last txid, wall-clock time written) of each LTX file Litestream captured on this host."""
+    meta = database.parent / f".{database.name}-litestream" / "ltx"
+    found = []
+    try:
+        for level in meta.iterdir():
+            for entry in os.scandir(level):
+                m = _LTX_NAME.match(entry.name)
+                if m:
+                    found.append((int(m.group(2), 16), entry.stat().st_mtime))
+    except OSError:
+        pass
+    return found
+
+
 def local_txid(database: Path) -> int:
     """The last transaction Litestream has captured from `database` on this host (0 if none)."""
-    meta = database.parent / f".{database.name}-litestream" / "ltx"
-    try:
-        return max((_max_txid(os.listdir(level)) for level in meta.iterdir() if level.is_dir()), default=0)
-    except OSError:
-        return 0
+    return max((txid for txid, _ in local_captures(database)), default=0)
+
+
+@attrs.frozen
+class _Seen:
+    """A head this process saw, and when it first saw it."""
+
+    seq: int
+    hash: str
+    timestamp: str
+    wall: float
+    at: float
 
 
 @attrs.frozen
@@ -276,10 +298,10 @@ class Replicator:
         self._config = self._workdir / "litestream.yml"
         self._config.write_text(render_config(database, target, sync_interval=sync_interval))
         self._executable = litestream_executable()
-        # txid -> when this process first saw Litestream capture it locally (oldest first).
-        self._seen: list[tuple[int, float]] = []
-        self._pending_anchor: tuple[int, str, str, float, int | None] | None = None
+        # Heads seen since the last one known to be on the replica (that one first), oldest first.
+        self._seen: list[_Seen] = []
         self._last_anchor_at = -float("inf")
+        self._confirmed: _Seen | None = None
         self._failure_hook: Callable[[str], None] = lambda reason: None
         self._client: Any = None
 
@@ -373,11 +395,9 @@ class Replicator:
         after = ""
         store_ok = True
         while not self._stop.wait(self.poll_interval):
-            now = self.clock()
-            local = local_txid(self.database)
-            self.status.local_txid = local
-            if not self._seen or local > self._seen[-1][0]:
-                self._seen.append((local, now))
+            seq, digest, timestamp = self.head()
+            if not self._seen or seq != self._seen[-1].seq:
+                self._seen.append(_Seen(seq, digest, timestamp, time.time(), self.clock()))
             try:
                 after = self._poll_replica(after)
                 if not store_ok:
@@ -388,12 +408,38 @@ class Replicator:
                     self._fail("store", describe_store_error(self.target, e))
                 store_ok = False
                 continue
-            replica = self.status.replica_txid
-            self._seen = [(txid, at) for txid, at in self._seen if txid > replica] or [(local, now)]
+            self._confirm()
             try:
-                self._anchor(now, local)
+                self._anchor()
             except Exception as e:
                 self._fail("anchor", f"cannot write the head anchor: {describe_store_error(self.target, e)}")
+
+    def _confirm(self) -> None:
+        """Drop the heads now known to be on the replica, keeping the newest of them first.
+
+        A head seen at time t is on the replica once Litestream wrote an LTX file after t (so it
+        captured the WAL as it was at t) that the replica holds. When nothing was written since
+        Litestream's last capture (the WAL is older than it) and the replica holds every capture,
+        the newest head is on the replica too. A Litestream that cannot capture confirms nothing."""
+        captures = local_captures(self.database)
+        replica = self.status.replica_txid
+        self.status.local_txid = max((txid for txid, _ in captures), default=0)
+        replicated = max((wall for txid, wall in captures if txid <= replica), default=None)
+        confirmed = -1
+        if replicated is not None:
+            for i, seen in enumerate(self._seen):
+                if seen.wall < replicated:
+                    confirmed = i
+            try:
+                wal = (self.database.parent / f"{self.database.name}-wal").stat().st_mtime
+            except OSError:
+                wal = 0.0
+            if self.status.local_txid <= replica and wal <= max(wall for _, wall in captures):
+                confirmed = len(self._seen) - 1
+        if confirmed > 0:
+            self._seen = self._seen[confirmed:]
+        if confirmed >= 0:
+            self._confirmed = self._seen[0]
 
     def _poll_replica(self, after: str) -> str:
         prefix = self.target.level_prefix(0)
@@ -407,37 +453,25 @@ class Replicator:
             self.status.replica_txid = max(self.status.replica_txid, _max_txid([last.rsplit("/", 1)[-1]]))
         return last
 
-    def _anchor(self, now: float, local: int) -> None:
-        """Anchor a head once Litestream has certainly captured it and the replica holds it."""
-        if self._pending_anchor is None:
-            if now - self._last_anchor_at < self.anchor_interval:
-                return
-            seq, digest, timestamp = self.head()
-            if seq == 0 or seq <= self.status.anchored_seq:
-                return
-            self._pending_anchor = (seq, digest, timestamp, now, None)
+    def _anchor(self) -> None:
+        """Anchor the newest head known to be on the replica, at most once per anchor interval."""
+        confirmed = self._confirmed
+        now = self.clock()
+        if (confirmed is None or confirmed.seq <= self.status.anchored_seq
+                or now - self._last_anchor_at < self.anchor_interval):
             return
-        seq, digest, timestamp, seen_at, needed = self._pending_anchor
-        if needed is None:
-            # Litestream captures the WAL every 0.1 s: a second later its local txid covers `seq`.
-            if now - seen_at >= 1.0:
-                self._pending_anchor = (seq, digest, timestamp, seen_at, local)
-            return
-        if self.status.replica_txid < needed:
-            return
-        key = write_anchor(self._client, self.target, seq, digest, timestamp)
-        self.status.anchored_seq = seq
-        self._pending_anchor = None
+        key = write_anchor(self._client, self.target, confirmed.seq, confirmed.hash, confirmed.timestamp)
+        self.status.anchored_seq = confirmed.seq
         self._last_anchor_at = now
-        _log.info("head anchored beside the replica", seq=seq, key=key)
+        _log.info("head anchored beside the replica", seq=confirmed.seq, key=key)
 
     def lag_seconds(self) -> float:
-        """Seconds since the oldest change not yet on the replica was first seen (0 when none)."""
+        """Seconds since the oldest head not known to be on the replica was first seen (0: none)."""
         now = self.clock()
-        lag = 0.0
         seen = self._seen
-        if seen and seen[0][0] > self.status.replica_txid:
-            lag = now - seen[0][1]
+        confirmed = self._confirmed
+        pending = seen[1:] if confirmed is not None and seen and seen[0] is confirmed else seen
+        lag = now - pending[0].at if pending else 0.0
         if self.status.down_since is not None:
             lag = max(lag, now - self.status.down_since)
         return lag

@@ -258,6 +258,30 @@ def test_restored_log_serves_again_with_replication_on(
     assert [8] == [row[2] for row in _events(out)][-1:]
 
 
+def test_failing_replication_is_logged_counted_and_fails_readiness(
+        server_factory: type[ServerProcess], tmp_path: Path, endpoint: str) -> None:
+    """When the store refuses the replica (here: its bucket does not exist), the log says so at
+    once, the failure is counted, and /health/ready turns 503 once the replica is further behind
+    than EVENTSTATE_REPLICA_MAX_LAG_SECONDS; reads and writes keep working."""
+    db = tmp_path / "events.db"
+    server = _serve(server_factory, db, endpoint, "s3://no-such-bucket-here/log",
+                    EVENTSTATE_REPLICA_MAX_LAG_SECONDS="2")
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        assert http.post("/update", json={"counter": 1}).status_code == 200
+
+        def not_ready() -> bool:
+            return http.get("/health/ready").status_code == 503
+        _wait("readiness to fail", not_ready)
+        problem = http.get("/health/ready").json()
+        assert "replication is failing" in problem["detail"]
+        assert "no-such-bucket-here does not exist" in problem["detail"]
+        assert http.post("/update", json={"counter": 2}).status_code == 200
+        text = _metrics(server)
+    assert 'eventstate_replica_failures_total{reason="store"} 1.0' in text
+    assert (metric(text, "eventstate_replica_lag_seconds") or 0) > 2
+    assert '"replication failing"' in server.output()
+
+
 def test_a_forged_anchor_makes_restore_refuse(
         server_factory: type[ServerProcess], tmp_path: Path, endpoint: str, replica: str) -> None:
     """An anchor beside the replica that the restored history contradicts fails the restore."""
@@ -283,6 +307,7 @@ def test_a_forged_anchor_makes_restore_refuse(
         ("no-bucket", "does not exist"),
         ("wrong-endpoint", "cannot reach the replica store"),
         ("no-credentials", "no AWS credentials"),
+        ("bad-credentials", "refused the credentials"),
         ("bad-url", "must look like s3://BUCKET/PREFIX"),
         ("bad-at", "--at must be an RFC 3339 timestamp"),
         ("exists", "already exists"),
@@ -303,6 +328,13 @@ def test_restore_errors_are_one_line(tmp_path: Path, endpoint: str, replica: str
         env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
                "AWS_EC2_METADATA_DISABLED": "true"}
+    elif case == "bad-credentials":
+        with moto_s3(check_credentials=True) as strict:
+            done = restore_cli(strict, url, db)
+        assert (2, 1) == (done.returncode, done.stderr.count("\n")), done.stderr
+        assert expected in done.stderr
+        assert not db.exists()
+        return
     elif case == "bad-url":
         url = "https://bucket/prefix"
     elif case == "bad-at":
