@@ -89,14 +89,16 @@ def run(events: int, seconds: float, sync_ms: int, workdir: Path) -> None:  # no
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
         env.update(S3_ENV, EVENTSTATE_REPLICA_URL=replica, EVENTSTATE_REPLICA_ENDPOINT=endpoint,
                    EVENTSTATE_REPLICA_SYNC_INTERVAL_MS=str(sync_ms),
-                   EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS="1", EVENTSTATE_LOG_LEVEL="WARNING")
+                   EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS="1")
         port = _port()
         url = f"http://127.0.0.1:{port}"
         started = time.monotonic()
-        server = subprocess.Popen([  # noqa: S603 - our own CLI
-                                   sys.executable, "-m", "eventstate.cli", "serve", "--port", str(port),
-                                   "--database", str(db)], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        server_log = Path(tempfile.gettempdir()) / f"replica-bench-server-{events}.log"
+        print(f"[{events} events] server log: {server_log}", flush=True)
+        with server_log.open("wb") as out:
+            server = subprocess.Popen([  # noqa: S603 - our own CLI
+                sys.executable, "-m", "eventstate.cli", "serve", "--port", str(port), "--database", str(db),
+            ], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         _wait("server ready", lambda: _ready(url), 120)
         _wait("first upload", lambda: _metric(url, "eventstate_replica_anchored_seq") >= events, 1800)
         print(f"[{events} events] first upload and anchor: {time.monotonic() - started:.1f}s", flush=True)
