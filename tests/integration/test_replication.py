@@ -28,6 +28,8 @@ from replica_support import (
 )
 from tests_support import ServerProcess
 
+pytestmark = pytest.mark.slow  # real server processes, Litestream and an S3 emulator
+
 SYNC_INTERVAL = 1.0  # seconds: EVENTSTATE_REPLICA_SYNC_INTERVAL_MS below
 CAPTURE = 0.1  # Litestream's monitor interval as eventstate configures it
 # Scheduling and the upload itself on a loaded two-core machine, on top of the two intervals.
