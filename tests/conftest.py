@@ -48,3 +48,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped:
         print(f"\nEVENTSTATE_FORBID_SKIPS: {skipped} test(s) skipped; every test must run in CI")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[object]:
+    """A throwaway PostgreSQL cluster for the whole session (skips without the binaries, unless
+    EVENTSTATE_REQUIRE_POSTGRES=1)."""
+    from _postgres import start_cluster
+
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()

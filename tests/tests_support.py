@@ -49,8 +49,8 @@ def free_port() -> int:
 class ServerProcess:
     """A real `eventstate serve` process on a free port."""
 
-    def __init__(self, database: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, database: Path | str, *, workers: int = 1, env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = (), log_dir: Path | None = None) -> None:
         self.database = database
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,7 +58,9 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = database.parent / f"server-{self.port}.log"
+        # A database URL has no directory of its own: its servers log into `log_dir`.
+        directory = log_dir if log_dir is not None else Path(database).parent
+        self.log = directory / f"server-{self.port}.log"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         """Start the server and wait until /health/ready answers 200."""

@@ -7,6 +7,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from litestar import Litestar, Router
@@ -16,15 +17,18 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.types import ASGIApp
 
-from eventstate.eventlog import EventLog, ServerLock
+from eventstate.adapters import open_store
+from eventstate.adapters.sqlite import ServerLock
+from eventstate.checkpoints import CheckpointLog, SigningKeyError, load_signer
 from eventstate.http import routes
 from eventstate.http.auth import api_key_guard, key_checker
 from eventstate.http.console import console_router
 from eventstate.http.middleware import EdgeMiddleware
 from eventstate.http.problems import EXCEPTION_HANDLERS
 from eventstate.observability import Metrics, configure_logging
+from eventstate.ports import EventStore
 from eventstate.service import EventService
-from eventstate.settings import Settings
+from eventstate.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from eventstate.replication import Replicator
@@ -38,16 +42,27 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def open_log(settings: Settings) -> EventLog:
-    """Open the configured log for serving (creating it if it does not exist yet)."""
-    return EventLog.open(settings.database, synchronous=settings.synchronous,
-                         busy_timeout_ms=settings.busy_timeout_ms)
+def open_log(settings: Settings) -> EventStore:
+    """Open the configured log for serving (creating a SQLite file if it does not exist yet)."""
+    return open_store(settings.database, synchronous=settings.synchronous,
+                      busy_timeout_ms=settings.busy_timeout_ms)
+
+
+def checkpoint_log(settings: Settings) -> CheckpointLog | None:
+    """The checkpoint signer for the configured key, None without one; SettingsError if the key
+    file cannot be used (fail closed: a server never starts with a key it cannot trust)."""
+    if settings.signing_key_file is None:
+        return None
+    try:
+        return CheckpointLog(load_signer(settings.signing_key_file))
+    except SigningKeyError as e:
+        raise SettingsError(f"EVENTSTATE_SIGNING_KEY_FILE: {e}") from None
 
 
 def start_replication(settings: Settings, svc: EventService, metrics: Metrics) -> Replicator | None:
     """Start Litestream for the open log when a replica is configured (SQLite only)."""
-    if settings.replica_url is None:
-        return None
+    if settings.replica_url is None or not isinstance(settings.database, Path):
+        return None  # Settings refuses a replica for PostgreSQL
     from eventstate.replication import ReplicaTarget, Replicator
 
     def head() -> tuple[int, str, str]:
@@ -66,17 +81,20 @@ def start_replication(settings: Settings, svc: EventService, metrics: Metrics) -
 
 def create_app(settings: Settings) -> Litestar:
     """Build the ASGI application for `settings`; the log is opened in its lifespan."""
+    checkpoints = checkpoint_log(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # One process serving alone holds the server lock and trusts its own commits; with several
-        # workers the parent holds it and every worker checks the log for the others' commits.
-        alone = settings.workers == 1
-        lock = ServerLock(settings.database) if alone else None
+        # One process serving a SQLite file alone holds the server lock and trusts its own commits;
+        # with several workers the parent holds it and every worker checks the log for the others'
+        # commits. A PostgreSQL log is always shared: any number of instances may serve it.
+        alone = settings.workers == 1 and isinstance(settings.database, Path)
+        lock = ServerLock(settings.database) if isinstance(settings.database, Path) and alone else None
         try:
             svc = EventService(
                 open_log(settings), max_batch=settings.max_batch, max_pending=settings.max_pending,
                 key_ttl=settings.idempotency_ttl, shared=not alone, on_batch=metrics.observe_batch,
+                checkpoints=checkpoints,
             )
             metrics.track(version=lambda: svc.projection.cached().version, lag=svc.lag,
                           pending=lambda: svc.writer.pending)
@@ -104,7 +122,9 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             Router("/", route_handlers=[routes.get_status, routes.get_logs, routes.get_event,
-                                        routes.stream_logs, routes.metrics], guards=read_guards),
+                                        routes.stream_logs, routes.metrics,
+                                        routes.get_checkpoint, routes.get_inclusion_proof,
+                                        routes.get_consistency_proof], guards=read_guards),
             Router("/", route_handlers=[routes.post_update], guards=write_guards,
                    middleware=write_middleware),
             routes.live,

@@ -1,4 +1,4 @@
-"""Audit commands over a log file: verify, replay, export, import and backup.
+"""Audit commands over a log, on any backend: verify, replay, export, import and backup.
 
 Each reads the log through one consistent snapshot, so it is safe beside a running server, and
 streams events in constant memory. Long work shows a progress bar on a terminal, nothing when piped.
@@ -10,7 +10,8 @@ import argparse
 import csv
 import functools
 import io
-import sqlite3
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -18,6 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
+from eventstate.adapters import database_setting, init_store, open_store
 from eventstate.domain import (
     ChainBroken,
     Event,
@@ -27,7 +29,14 @@ from eventstate.domain import (
     format_timestamp,
     parse_timestamp,
 )
-from eventstate.eventlog import EventLog, LogError, Snapshot, row_to_event
+from eventstate.ports import (
+    EventStore,
+    ReadSnapshot,
+    StoreCorrupt,
+    StoreError,
+    UnreadableValue,
+    row_to_event,
+)
 from eventstate.serialization import (
     decode_json,
     encode,
@@ -104,7 +113,7 @@ def check_chain(
     return head
 
 
-def _fold_snapshot(snap: Snapshot, *, until: int | None, tick: Callable[[int], None]) -> Head:
+def _fold_snapshot(snap: ReadSnapshot, *, until: int | None, tick: Callable[[int], None]) -> Head:
     """Fold every row of `snap` up to `until` in chunks, checking the chain; raise ChainBroken."""
     rows = snap.rows(after=LOWEST_SEQ, until=until, batch=CHUNK)
     head = Head()
@@ -117,20 +126,18 @@ def _fold_snapshot(snap: Snapshot, *, until: int | None, tick: Callable[[int], N
         except (TypeError, AttributeError, ValueError):
             # A value no eventstate writes: a blob, a string where a counter belongs.
             raise _unreadable_row(snap, head) from None
-        except sqlite3.OperationalError as e:
-            if "decode" not in str(e):
-                raise
+        except UnreadableValue:
             raise _unreadable_row(snap, head) from None
         tick(head.version)
 
 
-def _unreadable_row(snap: Snapshot, head: Head) -> ChainBroken:
+def _unreadable_row(snap: ReadSnapshot, head: Head) -> ChainBroken:
     """The first row after `head` holding a value of the wrong type or undecodable text."""
     for seq in range(head.version + 1, head.version + CHUNK + 2):
         try:
             event = snap.event(seq)
-        except sqlite3.OperationalError as e:
-            return ChainBroken(seq, f"a column is not valid text ({e})")
+        except UnreadableValue as e:
+            return ChainBroken(seq, str(e))
         if event is None or not _well_typed(event):
             break
     return ChainBroken(seq, "a column holds a value of the wrong type (edited outside eventstate)")
@@ -170,7 +177,7 @@ def _head_mismatch(head: Head, recorded: tuple[int, str]) -> ChainBroken:
     )
 
 
-def verify(log: EventLog, *, expect_head: tuple[int, str] | None = None) -> Head:
+def verify(log: EventStore, *, expect_head: tuple[int, str] | None = None) -> Head:
     """Check the whole log in one snapshot; return its head or raise AuditFailed."""
     with log.snapshot() as snap:
         total = snap.max_seq()
@@ -196,16 +203,16 @@ def verify(log: EventLog, *, expect_head: tuple[int, str] | None = None) -> Head
     return head
 
 
-def replay(log: EventLog, *, until_seq: int | None = None, at: str | None = None) -> Head:
+def replay(log: EventStore, *, until_seq: int | None = None, at: str | None = None) -> Head:
     """The state at a point in history, computed by folding (and checking) events from the start."""
     with log.snapshot() as snap:
         until = until_seq
         if at is not None:
             until = snap.seq_at(at)
         if until is not None and until > snap.max_seq():
-            raise LogError(f"there is no event {until}; the log is at version {snap.max_seq()}")
+            raise StoreError(f"there is no event {until}; the log is at version {snap.max_seq()}")
         if until is not None and until < 0:
-            raise LogError(f"--until-seq must be 0 or more, not {until}")
+            raise StoreError(f"--until-seq must be 0 or more, not {until}")
         total = snap.max_seq() if until is None else until
         with _progress(total, "replaying") as tick:
             try:
@@ -226,33 +233,36 @@ def _anchor(text: str) -> tuple[int, str]:
 
 
 def _reporting_damage(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """`command`, with SQLite's complaints about a damaged or altered file turned into one line."""
+    """`command`, with the store's complaints about a damaged or altered log turned into one line."""
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
+        args.database = _database(args)
         try:
             return command(args)
-        except sqlite3.DatabaseError as e:
-            raise LogError(
-                f"cannot use {args.database}: {e} (a damaged file, or tables altered outside eventstate)"
-            ) from None
+        except StoreCorrupt as e:
+            raise StoreError(f"cannot use {_shown(args.database)}: {e}") from None
 
     return run
 
 
-class _AuditedLog(EventLog):
-    """A read-only log that opens even when its recorded head disagrees with its events.
-
-    `EventLog.open` refuses such a file and says to run `verify`; the audit commands are what
-    must then open it, so they report the mismatch themselves, with the seq where it begins.
-    """
-
-    def _check_head(self) -> None:
-        pass
+def _database(args: argparse.Namespace) -> str:
+    """The database named by --database, else by EVENTSTATE_DATABASE."""
+    value = args.database or os.environ.get("EVENTSTATE_DATABASE")
+    if not value:
+        raise StoreError("no database given: pass --database PATH_OR_URL or set EVENTSTATE_DATABASE")
+    return str(value)
 
 
-def _open_ro(path: str) -> EventLog:
-    return _AuditedLog.open(path, readonly=True)
+def _shown(database: str) -> str:
+    """`database` for messages: a URL's password is never printed."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", database)
+
+
+def _open_ro(database: str) -> EventStore:
+    # A log whose recorded head disagrees with its events opens anyway: reporting it, with the
+    # seq where it begins, is what the audit commands are for.
+    return open_store(database, readonly=True, check_head=False)
 
 
 def _print_head(head: Head, as_json: bool, out: IO[str]) -> None:
@@ -265,8 +275,22 @@ def _print_head(head: Head, as_json: bool, out: IO[str]) -> None:
         )
 
 
-@_reporting_damage
 def _cmd_verify(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None and args.url is not None:  # a server: no database here
+        from eventstate.transparency import verify_checkpoint
+
+        return verify_checkpoint(args, _open_ro)
+    return _cmd_verify_database(args)
+
+
+@_reporting_damage
+def _cmd_verify_database(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None:
+        from eventstate.transparency import verify_checkpoint
+
+        return verify_checkpoint(args, _open_ro)
+    if args.url is not None or args.vkey is not None:
+        raise StoreError("--url and --vkey go with --checkpoint")
     log = _open_ro(args.database)
     try:
         head = verify(log, expect_head=args.expect_head)
@@ -300,7 +324,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         try:
             at = format_timestamp(parse_timestamp(args.at))
         except ValueError:
-            raise LogError(f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}") from None
+            raise StoreError(f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}") from None
     log = _open_ro(args.database)
     try:
         head = replay(log, until_seq=args.until_seq, at=at)
@@ -319,9 +343,9 @@ def _output(path: str | None) -> AbstractContextManager[IO[bytes]]:
     try:
         return open(path, "xb")
     except FileExistsError:
-        raise LogError(f"{path} already exists; choose a new file for the export") from None
+        raise StoreError(f"{path} already exists; choose a new file for the export") from None
     except OSError as e:
-        raise LogError(f"cannot create {path}: {e.strerror}") from None
+        raise StoreError(f"cannot create {path}: {e.strerror}") from None
 
 
 @_reporting_damage
@@ -360,7 +384,7 @@ def _read_export(path: Path) -> Iterator[Event]:
     try:
         source = path.open("rb")
     except OSError as e:
-        raise LogError(f"cannot read {path}: {e.strerror}") from None
+        raise StoreError(f"cannot read {path}: {e.strerror}") from None
     with source:
         for number, line in enumerate(source, 1):
             if not line.strip():
@@ -368,15 +392,15 @@ def _read_export(path: Path) -> Iterator[Event]:
             try:
                 yield structure_event(decode_json(line))
             except ValueError as e:
-                raise LogError(f"{path} line {number}: {e}") from None
+                raise StoreError(f"{path} line {number}: {e}") from None
 
 
 @_reporting_damage
 def _cmd_import(args: argparse.Namespace) -> int:
     source = Path(args.file)
-    target = Path(args.database)
-    if target.exists() and target.stat().st_size > 0:
-        raise LogError(f"{target} already exists; import only into a new database")
+    target = database_setting(args.database)
+    if isinstance(target, Path) and target.exists() and target.stat().st_size > 0:
+        raise StoreError(f"{target} already exists; import only into a new database")
     # First pass: the whole export must verify before anything is written.
     try:
         head = check_chain(_read_export(source))
@@ -384,13 +408,19 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(f"eventstate: import REFUSED at seq {e.seq}: {e.reason}", file=sys.stderr)
         return 1
     # Second pass: checked again as it is written, in case the file changed in between; on any
-    # failure the new database is removed rather than left half-built.
-    log = EventLog.open(target)
+    # failure a new SQLite file is removed rather than left half-built (a server log imports in
+    # one transaction, so it is left empty).
+    # A server database gets the log's schema first if it has none (as `eventstate init` would).
+    log = open_store(target, create=True) if isinstance(target, Path) else init_store(target)[0]
+    if not isinstance(target, Path) and log.head().version != 0:
+        log.close()
+        raise StoreError(f"{_shown(args.database)} already holds events; import only into an empty log")
     try:
         count = log.import_events(_checked(_read_export(source)))
     except BaseException as e:
         log.close()
-        _remove_database(target)
+        if isinstance(target, Path):
+            _remove_database(target)
         if isinstance(e, ChainBroken):
             print(f"eventstate: import REFUSED at seq {e.seq}: {e.reason}", file=sys.stderr)
             return 1
@@ -417,15 +447,15 @@ def _remove_database(path: Path) -> None:
 def _cmd_backup(args: argparse.Namespace) -> int:
     dest = Path(args.dest)
     if dest.exists():
-        raise LogError(f"{dest} already exists; choose a new file for the backup")
+        raise StoreError(f"{dest} already exists; choose a new file for the backup")
     log = _open_ro(args.database)
     try:
         # In one step: a step-wise copy restarts whenever a writer commits, so under steady
         # writes it might never finish; one step reads a single consistent snapshot.
         log.backup_to(dest)
-    except sqlite3.Error as e:
+    except StoreError:
         _remove_database(dest)
-        raise LogError(f"cannot write the backup to {dest}: {e}") from None
+        raise
     finally:
         log.close()
     copy = _open_ro(str(dest))
@@ -443,11 +473,18 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+_DATABASE_HELP = "a SQLite file or a postgresql:// URL (default: EVENTSTATE_DATABASE)"
+
+
 def add_commands(sub: Any) -> None:
     """Register the audit subcommands on the CLI's subparsers."""
-    p = sub.add_parser("verify", help="check the whole log's hash chain")
-    p.add_argument("--database", required=True)
+    p = sub.add_parser("verify", help="check the whole log's hash chain, or that it extends a checkpoint")
+    p.add_argument("--database", help=_DATABASE_HELP)
     p.add_argument("--json", action="store_true", help="print a JSON result")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="a signed checkpoint saved earlier: check the log extends it (with --vkey)")
+    p.add_argument("--vkey", help="the verifier key that keygen printed (text, or a file holding it)")
+    p.add_argument("--url", help="with --checkpoint: check a running server instead of a database")
     p.add_argument(
         "--expect-head",
         type=_anchor,
@@ -457,7 +494,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser("replay", help="fold the log to the state at a point in history")
-    p.add_argument("--database", required=True)
+    p.add_argument("--database", help=_DATABASE_HELP)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--until-seq", type=int, metavar="N")
     group.add_argument("--at", metavar="RFC3339")
@@ -465,19 +502,20 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(run=_cmd_replay)
 
     p = sub.add_parser("export", help="write the ordered log as JSONL or CSV")
-    p.add_argument("--database", required=True)
+    p.add_argument("--database", help=_DATABASE_HELP)
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--output", help="file to create (default: standard output)")
     p.add_argument("--after", type=int, default=0, metavar="N", help="only events after seq N")
     p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser("import", help="build a new database from a JSONL export (verified first)")
-    p.add_argument("--database", required=True, help="the new database to create")
+    p.add_argument("--database", help="the new SQLite file to create, or an empty PostgreSQL log "
+                   "(URL); default EVENTSTATE_DATABASE")
     p.add_argument("file", help="a JSONL export")
     p.set_defaults(run=_cmd_import)
 
     p = sub.add_parser("backup", help="copy a live database consistently, then verify the copy")
-    p.add_argument("--database", required=True)
+    p.add_argument("--database", help=_DATABASE_HELP)
     p.add_argument("dest")
     p.set_defaults(run=_cmd_backup)
 

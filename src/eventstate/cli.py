@@ -7,10 +7,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from eventstate.eventlog import EventLog, LogError, ServerLock
+from eventstate.adapters import init_store, open_store
+from eventstate.adapters.sqlite import ServerLock
+from eventstate.ports import StoreError
 from eventstate.replication import ReplicaError
 from eventstate.settings import Settings, SettingsError
+from eventstate.transparency import BadInput, VerificationFailed
 
 PROG = "eventstate"
 
@@ -27,15 +31,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers,
                                  database=args.database)
-    # Check (and create) the log before any worker starts, so a bad path is one clear line.
-    EventLog.open(settings.database, synchronous=settings.synchronous,
-                  busy_timeout_ms=settings.busy_timeout_ms).close()
+    # Check (and create a SQLite file) before any worker starts, so a bad path is one clear line;
+    # a PostgreSQL database without the log's schema is refused here, naming `eventstate init`.
+    open_store(settings.database, synchronous=settings.synchronous,
+               busy_timeout_ms=settings.busy_timeout_ms).close()
+    from eventstate.app import checkpoint_log
+
+    checkpoint_log(settings)  # an unusable signing key is one line here, not a worker's traceback
     os.environ.update(settings.to_env())
     loop = "uvloop" if _has("uvloop") else "asyncio"
     http = "httptools" if _has("httptools") else "h11"
     configure_logging(settings.log_level)
     structlog.get_logger("eventstate").info(
-        "serving", database=str(settings.database), url=f"http://{settings.host}:{settings.port}",
+        "serving", database=settings.shown_database, url=f"http://{settings.host}:{settings.port}",
         workers=settings.workers, synchronous=settings.synchronous,
         api_keys=len(settings.api_keys), protect_reads=settings.protect_reads,
     )
@@ -45,7 +53,9 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(stop_signal, lambda *_: None)
     # With several workers the supervising process holds the server lock for all of them; a single
     # process takes it in the app, and probing here turns a clash into one clear line.
-    lock: ServerLock | None = ServerLock(settings.database)
+    lock: ServerLock | None = (
+        ServerLock(settings.database) if isinstance(settings.database, Path) else None
+    )
     if settings.workers == 1 and lock is not None:
         lock.release()
         lock = None
@@ -59,6 +69,18 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if lock is not None:
         lock.release()
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(database=args.database)
+    store, created = init_store(settings.database)
+    try:
+        head = store.head()
+    finally:
+        store.close()
+    what = "created" if created else "already initialised"
+    print(f"{settings.shown_database}: {what}; log at version {head.version}")
     return 0
 
 
@@ -79,12 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int,
                        help="worker processes sharing the log (EVENTSTATE_WORKERS, default 1)")
     serve.add_argument("--database",
-                       help="SQLite file of the log (EVENTSTATE_DATABASE, default ./eventstate.db)")
+                       help="SQLite file or postgresql:// URL of the log "
+                            "(EVENTSTATE_DATABASE, default ./eventstate.db)")
     serve.set_defaults(run=_serve)
 
-    from eventstate import audit
+    init = sub.add_parser("init", help="create or upgrade the log's schema (idempotent)")
+    init.add_argument("--database",
+                      help="SQLite file or postgresql:// URL (EVENTSTATE_DATABASE, default ./eventstate.db)")
+    init.set_defaults(run=_init)
+
+    from eventstate import audit, transparency
 
     audit.add_commands(sub)
+    transparency.add_commands(sub)
     from eventstate import restore
 
     restore.add_command(sub)
@@ -97,9 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
-    except (LogError, SettingsError, CliError, ReplicaError) as e:
+    except (StoreError, SettingsError, CliError, BadInput, ReplicaError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except VerificationFailed as e:
+        print(f"{PROG}: FAILED: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -2,7 +2,8 @@
 
 Each command keeps its own semantics inside a group commit: its own `old` (the head as left by the
 command before it), its own `If-Match` check and its own idempotency-key outcome, in arrival order.
-A command refused by a rule yields its error without affecting the others.
+A command refused by a rule yields its error without affecting the others and writes nothing; a
+key used twice in one batch is answered, the second time, as a replay of the first.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from eventstate.domain import DomainError, Event, Update, check_precondition, decide, format_timestamp, record
-from eventstate.eventlog import WriteTransaction
+from eventstate.ports import WriteTransaction
 
 
 class IdempotencyKeyReused(DomainError):
@@ -72,10 +73,9 @@ def _apply(tx: WriteTransaction, command: Command, now: str, expired_before: str
     fingerprint = ""
     if key is not None:
         fingerprint = command.fingerprint
-        stored = tx.find_key(key)
-        if stored is not None and stored.created_at < expired_before:
-            tx.forget_key(key)
-            stored = None
+        # Decided earlier in this batch or committed within the TTL; an expired record is
+        # replaced only if this command is accepted, so a refused one writes nothing at all.
+        stored = tx.decided(key, not_before=expired_before)
         if stored is not None:
             if stored.fingerprint != fingerprint:
                 raise IdempotencyKeyReused(

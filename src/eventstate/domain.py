@@ -52,6 +52,8 @@ def _check_message(value: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
         raise InvalidUpdate("message must be valid Unicode text (no lone surrogates)") from e
+    if "\x00" in value:  # PostgreSQL text cannot hold it; refused on every backend alike
+        raise InvalidUpdate("message must not contain NUL (U+0000)")
     return value
 
 

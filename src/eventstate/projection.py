@@ -1,20 +1,20 @@
 """The in-memory state, kept in step with the log.
 
 The projection is the head of the log: the last event's new state, its version and timestamp. It is
-read from the log at start-up (never from a second source of truth) and caught up whenever SQLite's
-`data_version` says that any connection, in this process or another, committed since the last look.
+read from the log at start-up (never from a second source of truth) and caught up whenever the store
+says that anyone, in this process or another, may have committed since the last look (`changed`).
 """
 
 from __future__ import annotations
 
 from eventstate.domain import Head
-from eventstate.eventlog import EventLog
+from eventstate.ports import EventStore
 
 
 class Projection:
     """The current head, refreshed from the log on demand and advanced by our own commits."""
 
-    def __init__(self, log: EventLog, *, shared: bool = True) -> None:
+    def __init__(self, log: EventStore, *, shared: bool = True) -> None:
         self._log = log
         self._shared = shared
         log.changed()  # prime: only commits after this point count as news

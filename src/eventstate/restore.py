@@ -18,9 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from eventstate.adapters import open_store
 from eventstate.audit import AuditFailed, verify
 from eventstate.domain import Head, format_timestamp, parse_timestamp
-from eventstate.eventlog import EventLog, LogError
+from eventstate.ports import EventStore, StoreError
 from eventstate.replication import (
     Anchor,
     ReplicaError,
@@ -80,7 +81,7 @@ def _litestream_restore(target: ReplicaTarget, scratch: Path, out: Path, at: str
         raise ReplicaError(f"litestream could not restore {target.url}: {last}")
 
 
-def _check_anchors(log: EventLog, head: Head, anchors: list[Anchor], *, whole: bool) -> int:
+def _check_anchors(log: EventStore, head: Head, anchors: list[Anchor], *, whole: bool) -> int:
     """Every anchor the restored log reaches must match it; return how many did."""
     by_seq: dict[int, set[str]] = {}
     for anchor in anchors:
@@ -113,8 +114,6 @@ def _remove(path: Path) -> None:
 def restore(target: ReplicaTarget, dest: Path, *, at: str | None = None) -> tuple[Head, int]:
     """Restore the replica (as of `at`) into the new file `dest`, checked; return its head and
     the number of anchors it matched."""
-    from eventstate.audit import _AuditedLog
-
     _check_destination(dest)
     client = target.client()
     _check_store(client, target)
@@ -126,7 +125,7 @@ def restore(target: ReplicaTarget, dest: Path, *, at: str | None = None) -> tupl
     try:
         restored = scratch / "restored.db"
         _litestream_restore(target, scratch, restored, at)
-        log = _AuditedLog.open(restored, readonly=True)
+        log = open_store(restored, readonly=True, check_head=False)
         try:
             try:
                 head = verify(log)
@@ -139,7 +138,7 @@ def restore(target: ReplicaTarget, dest: Path, *, at: str | None = None) -> tupl
                     until = snap.seq_at(at)
                     if until == 0:
                         raise ReplicaError(f"the log held no events at or before {at}")
-                    copy = EventLog.open(dest)
+                    copy = open_store(dest)
                     try:
                         copy.import_events(snap.events(until=until))
                         head = copy.head()
@@ -180,7 +179,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     except RestoreRefused as e:
         print(f"eventstate: restore REFUSED: {e}", file=sys.stderr)
         return 1
-    except LogError as e:
+    except StoreError as e:
         raise ReplicaError(str(e)) from None
     when = f" as of {at}" if at else ""
     print(f"restored {dest}{when}: {head.version} events, chain verified, {matched} anchors matched; "

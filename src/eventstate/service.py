@@ -9,15 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from eventstate import merkle
+from eventstate.checkpoints import HOW_TO_ENABLE, CheckpointLog, CheckpointsDisabled
 from eventstate.commands import Command, Outcome, Recorded
 from eventstate.domain import DomainError, Event, Head, format_timestamp
-from eventstate.eventlog import EventLog, LogError, LogReplaced, LogUnavailable
+from eventstate.ports import EventStore, StoreError, StoreUnavailable
 from eventstate.projection import Projection
 from eventstate.writer import BatchStats, GroupCommitWriter
 
 
 class NotFound(LookupError):
     """The requested event or version does not exist."""
+
+
+class InvalidProofRequest(ValueError):
+    """The sizes or seq asked of a proof contradict each other (e.g. from > to)."""
 
 
 class NotReady(Exception):
@@ -38,20 +44,25 @@ class EventService:
 
     def __init__(
         self,
-        log: EventLog,
+        log: EventStore,
         *,
         max_batch: int,
         max_pending: int,
         key_ttl: timedelta,
         shared: bool = True,
         on_batch: Callable[[BatchStats], None] | None = None,
+        checkpoints: CheckpointLog | None = None,
     ) -> None:
         self.log = log
+        self.checkpoints = checkpoints
         #: Further conditions for readiness (e.g. replication); each returns why not, or None.
         self.readiness_checks: list[Callable[[], str | None]] = []
         self.projection = Projection(log, shared=shared)
         self._shared = shared
         self._changed = asyncio.Event()
+        self._pushed = False  # whether the store wakes us when another process commits
+        self._stopped = False
+        self._seen = 0
         self.writer = GroupCommitWriter(
             log, self._committed, max_batch=max_batch, max_pending=max_pending,
             key_ttl=key_ttl, on_batch=on_batch,
@@ -59,14 +70,15 @@ class EventService:
 
     def _committed(self, head: Head) -> None:
         self.projection.advance(head)
+        self._seen = head.version
         self._changed.set()  # wake every tail waiting for news, then arm a fresh event
         self._changed = asyncio.Event()
 
     async def wait_past(self, version: int, timeout: float) -> bool:  # noqa: ASYNC109 - a poll with a deadline
         """Wait until the log is past `version` or `timeout` passes; whether it moved on.
 
-        Our own commits wake waiters at once; other workers' commits are noticed by polling the
-        log's `data_version` a few times a second.
+        Our own commits wake waiters at once; other processes' commits are noticed by asking the
+        store for news a few times a second (or at once, when the store pushes news: `notify`).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -84,12 +96,32 @@ class EventService:
         return self.log.head().version - self.projection.cached().version
 
     def start(self) -> None:
-        """Start the writer (inside the running event loop)."""
+        """Start the writer (inside the running event loop) and listen for other instances' commits."""
         self.writer.start()
+        loop = asyncio.get_running_loop()
+
+        def news() -> None:
+            if not self._stopped and not loop.is_closed():
+                loop.call_soon_threadsafe(self._news)
+
+        self._pushed = self.log.on_news(news)
+
+    def _news(self) -> None:
+        if self._stopped:
+            return
+        try:
+            moved = self.projection.current().version > self._seen
+        except (StoreError, StoreUnavailable):
+            return  # the database is away: readers get 503 themselves, streams keep waiting
+        if moved:
+            self._seen = self.projection.cached().version
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     async def stop(self) -> None:
         """Write what is queued, stop the writer and close the log."""
         await self.writer.stop()
+        self._stopped = True
         self.log.close()
 
     def status(self) -> Head:
@@ -128,27 +160,24 @@ class EventService:
         return event
 
     def readiness(self) -> Readiness:  # noqa: PLR0911 - one early answer per way of not being ready
-        """Ready when the log file is the one we opened, readable, writable and the projection current."""
+        """Ready when the log is the one we opened, readable, writable and the projection current."""
         try:
-            self.log.ensure_same_file()
-            self.log.data_version()  # a real read of the file, even when reads need none
+            self.log.check()  # a real round trip, even when reads need none
             head = self.projection.current()
             if head.version != self.log.head().version:
                 return Readiness(False, "the projection is behind the log", head.version)
-        except LogReplaced as e:
+        except (StoreError, StoreUnavailable) as e:  # the store's own words say what is wrong
             return Readiness(False, str(e), self.projection.cached().version)
-        except (LogError, OSError) as e:
+        except OSError as e:
             return Readiness(False, f"the log cannot be read: {e}", self.projection.cached().version)
         except Exception as e:
             return Readiness(False, f"the log cannot be read: {type(e).__name__}",
                              self.projection.cached().version)
-        if not self.log.writable():
-            return Readiness(False, "the database is not writable", head.version)
         if self.writer.last_failure is not None:
             # The last commit failed: only a write that goes through shows the log is back.
             try:
                 self.log.probe_write(format_timestamp(datetime.now(UTC)))
-            except LogUnavailable:
+            except StoreUnavailable:
                 return Readiness(False, f"the last commit failed: {self.writer.last_failure}",
                                  head.version)
             self.writer.last_failure = None
@@ -156,3 +185,34 @@ class EventService:
             if (reason := check()) is not None:
                 return Readiness(False, reason, head.version)
         return Readiness(True, "ready", head.version)
+
+    # ---- the verifiable log: checkpoints and proofs (RFC 9162, C2SP) ------------------------------
+
+    def checkpoint(self) -> str:
+        """The current tree head as a signed C2SP checkpoint note (signed once per head)."""
+        if self.checkpoints is None:
+            raise CheckpointsDisabled(HOW_TO_ENABLE)
+        return self.checkpoints.checkpoint(self.status().version, self.log.nodes)
+
+    def _tree_size(self, size: int | None) -> int:
+        current = self.status().version
+        if size is None:
+            return current
+        if size > current:
+            raise NotFound(f"there is no tree of size {size}: the log has {current} events")
+        return size
+
+    def inclusion_proof(self, seq: int, tree_size: int | None) -> tuple[int, list[bytes]]:
+        """The tree size used and the RFC 9162 audit path of event `seq` in it."""
+        size = self._tree_size(tree_size)
+        if seq > size:
+            if tree_size is None:
+                raise NotFound(f"there is no event {seq}; the log has {size} events")
+            raise InvalidProofRequest(f"event {seq} is not in the tree of size {size}")
+        return size, merkle.inclusion_proof(seq - 1, size, self.log.nodes)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """The RFC 9162 proof that the tree of `first` events is a prefix of the tree of `second`."""
+        if first > second:
+            raise InvalidProofRequest(f"from ({first}) must not be larger than to ({second})")
+        return merkle.consistency_proof(first, self._tree_size(second), self.log.nodes)

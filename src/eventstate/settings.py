@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
-from eventstate.eventlog import SYNCHRONOUS_LEVELS, Synchronous
+from eventstate.adapters import database_setting
+from eventstate.ports import StoreError
 
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 MIN_API_KEY_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -53,6 +58,11 @@ def _keys(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.replace("\n", ",").split(",") if k.strip())
 
 
+def _database(value: str | os.PathLike[str]) -> Path | str:
+    try:
+        return database_setting(value)
+    except StoreError as e:
+        raise SettingsError(str(e)) from None
 def _replica_values(get: Callable[[str], str | None]) -> dict[str, object]:
     values: dict[str, object] = {}
     if (v := get("REPLICA_URL")) is not None and v.strip():
@@ -74,7 +84,8 @@ def _replica_values(get: Callable[[str], str | None]) -> dict[str, object]:
 class Settings:
     """Everything eventstate can be configured with; see the README's configuration table."""
 
-    database: Path = attrs.field(default=Path("eventstate.db"), converter=Path)
+    # A Path for SQLite (a plain path or sqlite:///PATH); the URL itself for PostgreSQL.
+    database: Path | str = attrs.field(default=Path("eventstate.db"), converter=_database)
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1
@@ -90,6 +101,8 @@ class Settings:
     access_log: bool = False
     write_rate_limit: tuple[str, int] | None = None
     max_header_bytes: int = 16 * 1024
+    signing_key_file: Path | None = attrs.field(
+        default=None, converter=attrs.converters.optional(Path))
     # Off-host replication with Litestream (SQLite only); see replication.py.
     replica_url: str | None = None
     replica_endpoint: str | None = None
@@ -121,12 +134,21 @@ class Settings:
             ReplicaTarget.parse(self.replica_url, self.replica_endpoint)
         except ReplicaError as e:
             raise SettingsError(f"EVENTSTATE_REPLICA_URL: {e}") from None
+        if not isinstance(self.database, Path):
+            raise SettingsError("EVENTSTATE_REPLICA_URL replicates a SQLite log with Litestream; "
+                                "a PostgreSQL log is replicated by PostgreSQL itself")
         if self.workers != 1:
             raise SettingsError("replication (EVENTSTATE_REPLICA_URL) needs EVENTSTATE_WORKERS=1")
 
-    def __repr__(self) -> str:  # never print the keys themselves
+    @property
+    def shown_database(self) -> str:
+        """The database setting for logs and messages: a URL's password is never shown."""
+        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", str(self.database))
+
+    def __repr__(self) -> str:  # never print the keys (or a database password) themselves
         fields = attrs.asdict(self, recurse=False)
         fields["api_keys"] = f"<{len(self.api_keys)} keys>"
+        fields["database"] = self.shown_database
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @classmethod
@@ -141,7 +163,7 @@ class Settings:
             return env.get(f"EVENTSTATE_{name}")
 
         if (v := get("DATABASE")) is not None:
-            values["database"] = Path(v)
+            values["database"] = v
         if (v := get("HOST")) is not None:
             values["host"] = v
         if (v := get("PORT")) is not None:
@@ -180,6 +202,8 @@ class Settings:
             values["max_header_bytes"] = _int("EVENTSTATE_MAX_HEADER_BYTES", v, 1024, 1024 * 1024)
         if (v := get("ACCESS_LOG")) is not None:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
+        if (v := get("SIGNING_KEY_FILE")) is not None and v.strip():
+            values["signing_key_file"] = Path(v)
         values.update(_replica_values(get))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -204,6 +228,8 @@ class Settings:
                 f"{self.write_rate_limit[1]}/{self.write_rate_limit[0]}" if self.write_rate_limit else ""
             ),
         }
+        if self.signing_key_file is not None:
+            env["EVENTSTATE_SIGNING_KEY_FILE"] = str(self.signing_key_file)
         if self.replica_url is not None:
             env["EVENTSTATE_REPLICA_URL"] = self.replica_url
             env["EVENTSTATE_REPLICA_ENDPOINT"] = self.replica_endpoint or ""

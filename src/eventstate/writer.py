@@ -3,8 +3,9 @@
 Requests queue commands and await a future. One drain task on the event loop takes everything
 queued (up to `max_batch`), applies it in arrival order inside one `BEGIN IMMEDIATE` transaction,
 and commits once. The Python work (deciding, hashing) stays on the event loop; only the calls that
-block in SQLite, BEGIN (which may wait for another process's writer) and COMMIT (which flushes),
-run on one helper thread, with the GIL released. Updates that arrive during a commit form the
+block in the database, BEGIN (which may wait for another writer) and COMMIT (which flushes), run
+on one helper thread, with the GIL released. A request cancelled before its batch is taken (the
+client went away) is dropped, never applied. Updates that arrive during a commit form the
 next batch. The projection advances before any response is sent, so a client never reads a
 version older than one it was acknowledged.
 """
@@ -23,7 +24,7 @@ import attrs
 
 from eventstate.commands import Command, IdempotencyKeyInFlight, Outcome, Recorded, apply_batch
 from eventstate.domain import Head
-from eventstate.eventlog import EventLog, LogBusy, LogError, LogUnavailable
+from eventstate.ports import EventStore, StoreBusy, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class GroupCommitWriter:
 
     def __init__(
         self,
-        log: EventLog,
+        log: EventStore,
         on_commit: Callable[[Head], None],
         *,
         max_batch: int = 256,
@@ -72,7 +73,7 @@ class GroupCommitWriter:
         self._pending = 0
         self._in_flight_keys: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sqlite: ThreadPoolExecutor | None = None
+        self._blocking: ThreadPoolExecutor | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
         self.last_failure: str | None = None  # why the latest commit failed; None once one succeeds
@@ -83,9 +84,9 @@ class GroupCommitWriter:
         return self._pending
 
     def start(self) -> None:
-        """Bind to the running event loop and start the helper thread for blocking SQLite calls."""
+        """Bind to the running event loop and start the helper thread for blocking database calls."""
         self._loop = asyncio.get_running_loop()
-        self._sqlite = ThreadPoolExecutor(1, thread_name_prefix="eventstate-writer")
+        self._blocking = ThreadPoolExecutor(1, thread_name_prefix="eventstate-writer")
 
     async def submit(self, command: Command) -> Outcome:
         """Queue `command` and wait for its outcome (a Recorded event or a DomainError)."""
@@ -103,8 +104,8 @@ class GroupCommitWriter:
         if self._drain_task is None:
             self._drain_task = self._loop.create_task(self._drain())
         try:
-            # A cancelled request (client gone) cancels only its future: the batch skips it, and
-            # the update, if already committed, stays committed (a retry with its key finds it).
+            # A cancelled request (client gone) cancels only its future: a batch not yet taken
+            # drops it; one already being written keeps it (a retry with its key finds it).
             return await future
         finally:
             if key is not None:
@@ -114,9 +115,9 @@ class GroupCommitWriter:
         """Finish what is queued, then stop the helper thread."""
         if self._drain_task is not None:
             await self._drain_task
-        if self._sqlite is not None:
-            self._sqlite.shutdown(wait=True)
-            self._sqlite = None
+        if self._blocking is not None:
+            self._blocking.shutdown(wait=True)
+            self._blocking = None
 
     async def _drain(self) -> None:
         try:
@@ -126,16 +127,20 @@ class GroupCommitWriter:
         finally:
             self._drain_task = None
 
-    async def _commit(self, batch: list[Waiting]) -> None:
+    async def _commit(self, taken: list[Waiting]) -> None:
         assert self._loop is not None
+        batch = [w for w in taken if not w[1].cancelled()]
+        self._pending -= len(taken) - len(batch)
+        if not batch:
+            return
         started = time.perf_counter()
         results: list[Outcome] | BaseException
         head: Head | None = None
         try:
             try:  # nearly always free at once; waiting for another process happens off the loop
                 tx = self._log.begin(wait=False)
-            except LogBusy:
-                tx = await self._loop.run_in_executor(self._sqlite, self._log.begin)
+            except StoreBusy:
+                tx = await self._loop.run_in_executor(self._blocking, self._log.begin)
             try:
                 results = apply_batch(tx, [command for command, _ in batch], self._clock(),
                                       self._key_ttl)
@@ -145,13 +150,13 @@ class GroupCommitWriter:
             except BaseException:
                 tx.rollback()
                 raise
-            await self._loop.run_in_executor(self._sqlite, tx.commit)
+            await self._loop.run_in_executor(self._blocking, tx.commit)
             head = tx.head
-        except (LogUnavailable, LogError) as e:
+        except (StoreUnavailable, StoreError) as e:
             results = e
         except Exception as e:  # never leave a request hanging on an unexpected failure
             log.exception("commit failed")
-            results = LogUnavailable(f"the update was not recorded: {type(e).__name__}")
+            results = StoreUnavailable(f"the update was not recorded: {type(e).__name__}")
         failed = isinstance(results, BaseException)
         self.last_failure = str(results) if failed else None
         if self._on_batch is not None:

@@ -17,7 +17,7 @@ from eventstate.domain import COUNTER_MAX, COUNTER_MIN
 from eventstate.settings import Settings
 
 counters = st.integers(COUNTER_MIN, COUNTER_MAX)
-messages = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+messages = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
 
 
 class EventstateMachine(RuleBasedStateMachine):
@@ -119,3 +119,20 @@ class EventstateMachine(RuleBasedStateMachine):
 EventstateMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20,
                                                deadline=None)
 TestEventstateMachine = EventstateMachine.TestCase
+
+
+def test_the_state_machine_on_postgresql(postgres_cluster: Any) -> None:
+    """The same model-based run, with the log in a fresh PostgreSQL database for every example."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from _postgres import fresh_database
+
+    class OnPostgres(EventstateMachine):
+        def _start(self) -> None:
+            if not hasattr(self, "url"):
+                self.url = fresh_database(postgres_cluster)
+            self.client = TestClient(create_app(Settings(database=self.url)))
+            self.client.__enter__()
+
+    run_state_machine_as_test(OnPostgres, settings=settings(
+        max_examples=15, stateful_step_count=15, deadline=None))

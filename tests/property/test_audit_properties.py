@@ -46,7 +46,7 @@ from eventstate.domain import (
 from eventstate.eventlog import row_to_event
 
 counters = st.integers(COUNTER_MIN, COUNTER_MAX)
-messages = st.text(max_size=30)
+messages = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
 update_lists = st.lists(
     st.one_of(
         st.builds(Update, counter=counters),

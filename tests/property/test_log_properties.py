@@ -15,7 +15,7 @@ from eventstate.eventlog import EventLog
 from eventstate.serialization import converter, decode_json, encode, structure_event, unstructure_event
 
 counters = st.integers(COUNTER_MIN, COUNTER_MAX)
-messages = st.text(st.characters(exclude_categories=["Cs"]), max_size=1024)
+messages = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=1024)
 updates = st.one_of(
     st.builds(Update, counter=counters),
     st.builds(Update, message=messages),

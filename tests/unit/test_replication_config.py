@@ -36,6 +36,8 @@ def test_replica_settings_are_read_from_the_environment() -> None:
          "http(s)://HOST[:PORT]"),
         ({"EVENTSTATE_REPLICA_ENDPOINT": "http://s3:9000"}, "EVENTSTATE_REPLICA_URL is not"),
         ({"EVENTSTATE_REPLICA_URL": "s3://b/p", "EVENTSTATE_WORKERS": "2"}, "EVENTSTATE_WORKERS=1"),
+        ({"EVENTSTATE_REPLICA_URL": "s3://b/p", "EVENTSTATE_DATABASE": "postgresql://u@h/db"},
+         "replicated by PostgreSQL itself"),
         ({"EVENTSTATE_REPLICA_URL": "s3://b/p", "EVENTSTATE_REPLICA_SYNC_INTERVAL_MS": "10"}, "between"),
         ({"EVENTSTATE_REPLICA_URL": "s3://b/p", "EVENTSTATE_REPLICA_MAX_LAG_SECONDS": "-1"}, "between"),
         ({"EVENTSTATE_REPLICA_URL": "s3://b/p", "EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS": "x"},

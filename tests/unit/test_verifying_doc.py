@@ -28,9 +28,10 @@ UPDATES = [
 
 def _script(tmp_path: Path) -> Path:
     blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.S | re.M)
-    assert 1 == len(blocks), "ARCHITECTURE.md should hold exactly one python block"
+    chain = [b for b in blocks if b.startswith('"""Recompute the eventstate hash chain')]
+    assert 1 == len(chain), "ARCHITECTURE.md should hold exactly one chain-checking script"
     script = tmp_path / "verify_export.py"
-    script.write_text(blocks[0], encoding="utf-8")
+    script.write_text(chain[0], encoding="utf-8")
     return script
 
 

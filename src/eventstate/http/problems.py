@@ -9,12 +9,13 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from eventstate.checkpoints import CheckpointsDisabled, TreeInconsistent
 from eventstate.commands import IdempotencyKeyInFlight, IdempotencyKeyReused
 from eventstate.domain import InvalidUpdate, PreconditionFailed
-from eventstate.eventlog import LogError, LogUnavailable
 from eventstate.http.schemas import PROBLEM_JSON
+from eventstate.ports import StoreError, StoreUnavailable
 from eventstate.serialization import BadRequest, encode
-from eventstate.service import NotFound, NotReady
+from eventstate.service import InvalidProofRequest, NotFound, NotReady
 from eventstate.writer import Overloaded
 
 log = logging.getLogger("eventstate.http")
@@ -83,6 +84,11 @@ def _http(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return problem(status, detail, headers=headers)
 
 
+def _inconsistent(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("checkpoint refused: %s", exc)
+    return problem(500, str(exc), kind="tree-inconsistent")
+
+
 def _internal(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error("unhandled error: %s: %s", type(exc).__name__, exc, exc_info=exc)
     return problem(500, "the server could not handle this request; nothing was acknowledged")
@@ -95,10 +101,13 @@ EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request[Any, Any, Any], Exce
     IdempotencyKeyReused: _simple(422, "idempotency-key-reused"),
     IdempotencyKeyInFlight: _simple(409, "idempotency-key-in-flight"),
     Overloaded: _retry(503, "overloaded"),
-    LogUnavailable: _retry(503, "log-unavailable"),
-    LogError: _retry(503, "log-unavailable"),
+    StoreUnavailable: _retry(503, "log-unavailable"),
+    StoreError: _retry(503, "log-unavailable"),
     NotFound: _simple(404, "not-found"),
     NotReady: _retry(503, "not-ready"),
+    CheckpointsDisabled: _simple(404, "checkpoints-disabled"),
+    TreeInconsistent: _inconsistent,
+    InvalidProofRequest: _simple(400, "invalid-proof-request"),
     HTTPException: _http,
     Exception: _internal,
 }

@@ -21,8 +21,10 @@ from eventstate.http.schemas import (
     ETAG_LIST_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     SEQ_PATTERN,
+    ConsistencyProofBody,
     EventBody,
     HealthBody,
+    InclusionProofBody,
     LogPage,
     LogsOperation,
     PlainOperation,
@@ -36,6 +38,7 @@ from eventstate.http.schemas import (
 )
 from eventstate.serialization import decode_update, encode, unstructure_event, unstructure_status
 from eventstate.service import EventService, NotReady
+from eventstate.tlog import b64
 
 JSON = "application/json"
 MAX_LIMIT = 1000
@@ -262,3 +265,50 @@ def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
         raise NotReady(state.reason)
     return _json(encode({"status": "ready", "version": state.version}))
 
+
+# ---- the verifiable log: signed checkpoints and Merkle proofs (RFC 9162, C2SP) ------------------
+
+CHECKPOINT_TEXT = "text/plain; charset=utf-8"
+
+
+@get("/checkpoint", sync_to_thread=False, operation_class=PlainOperation,
+     summary="Signed tree head (C2SP tlog-checkpoint)",
+     responses={200: ResponseSpec(data_container=str, media_type=CHECKPOINT_TEXT,
+                                  description="A c2sp.org/tlog-checkpoint (origin, tree size, base64 "
+                                              "RFC 9162 root) signed as a c2sp.org/signed-note with "
+                                              "Ed25519", generate_examples=False),
+                **problems(401, 404, 500, 503)})
+def get_checkpoint(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """The log's current tree head, signed; 404 when the server has no signing key."""
+    return ASGIResponse(body=service(request).checkpoint().encode(), media_type=CHECKPOINT_TEXT)
+
+
+@get("/proofs/inclusion/{seq:int}", sync_to_thread=False, operation_class=PlainOperation,
+     summary="Inclusion proof of one event (RFC 9162 §2.1.3)",
+     responses={**ok(InclusionProofBody, "The audit path of the event's leaf"),
+                **problems(400, 401, 404, 503)})
+def get_inclusion_proof(
+    request: Request[Any, Any, Any],
+    seq: Annotated[int, PathParameter(ge=1, le=MAX_SEQ, description="The event's seq (leaf seq - 1)")],
+    tree_size: Annotated[int | None, QueryParameter(
+        ge=1, le=MAX_SEQ, description="The tree to prove inclusion in (default: the current head)")] = None,
+) -> ASGIResponse:
+    """The hashes that lead from event `seq`'s leaf to the root of the tree of `tree_size` events."""
+    size, hashes = service(request).inclusion_proof(seq, tree_size)
+    return _json(encode({"seq": seq, "tree_size": size, "hashes": [b64(h) for h in hashes]}))
+
+
+@get("/proofs/consistency", sync_to_thread=False, operation_class=PlainOperation,
+     summary="Consistency proof between two tree sizes (RFC 9162 §2.1.4)",
+     responses={**ok(ConsistencyProofBody, "The proof that the smaller tree is a prefix of the larger"),
+                **problems(400, 401, 404, 503)})
+def get_consistency_proof(
+    request: Request[Any, Any, Any],
+    first: Annotated[int, QueryParameter(name="from", ge=1, le=MAX_SEQ,
+                                         description="The earlier tree size")],
+    second: Annotated[int, QueryParameter(name="to", ge=1, le=MAX_SEQ,
+                                          description="The later tree size (at most the head)")],
+) -> ASGIResponse:
+    """The hashes that show the tree of `from` events is a prefix of the tree of `to` events."""
+    hashes = service(request).consistency_proof(first, second)
+    return _json(encode({"from": first, "to": second, "hashes": [b64(h) for h in hashes]}))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import attrs
+import msgspec
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
@@ -67,6 +68,22 @@ class HealthBody:
 
     status: str
     version: int | None = None
+
+
+class InclusionProofBody(msgspec.Struct):
+    """RFC 9162 §2.1.3 audit path of event `seq` (leaf seq - 1) in the tree of `tree_size` events."""
+
+    seq: int
+    tree_size: int
+    hashes: list[str]  # base64 SHA-256 hashes, from the leaf's sibling up
+
+
+class ConsistencyProofBody(msgspec.Struct):
+    """RFC 9162 §2.1.4 proof that the tree of `from` events is a prefix of the tree of `to` events."""
+
+    from_: int = msgspec.field(name="from")
+    to: int = 0
+    hashes: list[str] = msgspec.field(default_factory=list)  # base64 SHA-256 hashes
 
 
 @attrs.frozen
@@ -197,6 +214,7 @@ _DESCRIPTIONS = {
     413: "Request body larger than the limit",
     422: "Well-formed but unacceptable update, or an Idempotency-Key reused with another body",
     429: "Too many requests; see Retry-After",
+    500: "The server refused or failed to handle the request",
     503: "The log cannot be written or read right now; see Retry-After",
 }
 
