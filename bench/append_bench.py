@@ -6,7 +6,9 @@ Runs the real `EventLog.transaction` + `commands.apply_batch` loop (what the gro
 does, without HTTP) on a fresh log and prints per-event figures. Run it from two source trees
 (e.g. `PYTHONPATH=<other checkout>/src python bench/append_bench.py`) to compare their write paths
 on the same machine minutes apart; on-CPU time is far less disturbed by a busy machine than HTTP
-throughput is. Prints figures, asserts nothing.
+throughput is. `eventstate` is a namespace package, so PYTHONPATH mixes in any module the other
+tree lacks from the installed one: check the printed path and schema version, or use a separate
+virtualenv per tree. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import eventstate.eventlog
+from eventstate import commands
 from eventstate.commands import Command, apply_batch
 from eventstate.domain import Update
-from eventstate.eventlog import EventLog
+
+try:  # the storage port's SQLite adapter, or the single module that came before it
+    from eventstate.adapters.sqlite.schema import SCHEMA_VERSION
+    from eventstate.adapters.sqlite.store import SQLiteStore as EventLog
+except ImportError:
+    from eventstate.eventlog import SCHEMA_VERSION, EventLog  # type: ignore[no-redef]
 
 
 def run(commits: int, batch: int, synchronous: str) -> tuple[float, float]:
@@ -49,8 +56,8 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=3000)
     parser.add_argument("--synchronous", default="FULL")
     args = parser.parse_args()
-    print(f"eventstate from {Path(eventstate.eventlog.__file__).parents[1]}, schema version "
-          f"{eventstate.eventlog.SCHEMA_VERSION}, synchronous={args.synchronous}")
+    print(f"eventstate from {Path(commands.__file__).parent}, schema version "
+          f"{SCHEMA_VERSION}, synchronous={args.synchronous}")
     for batch in (1, 32):
         commits = args.commits if batch == 1 else max(1, args.commits // 8)
         wall, cpu = run(commits, batch, args.synchronous)

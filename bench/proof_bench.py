@@ -34,9 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eventstate import merkle
+from eventstate.adapters.sqlite.store import SQLiteStore as EventLog
 from eventstate.checkpoints import CheckpointLog
 from eventstate.domain import GENESIS_HASH, Event, State, chain_hash, format_timestamp
-from eventstate.eventlog import EventLog
 from eventstate.note import Signer
 from eventstate.serialization import encode
 

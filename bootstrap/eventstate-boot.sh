@@ -6,11 +6,26 @@
 # (infra/local runs it through a local-exec provisioner). Every step is idempotent: running it again
 # on a configured host changes nothing.
 #
+# The app container listens only on a private Docker network; Caddy, run from the same image as a
+# second container, is the only thing published: HTTPS on HOST_PORT (and HTTP on HTTP_PORT, which
+# only redirects and answers ACME challenges). A new image replaces the app container, never the data.
+#
 # Parameters (environment):
-#   EVENTSTATE_BOOT_IMAGE              image reference to run (required)
-#   EVENTSTATE_BOOT_CONTAINER_NAME     container name (default eventstate)
-#   EVENTSTATE_BOOT_HOST_ADDRESS       address the published port binds to (default 0.0.0.0)
-#   EVENTSTATE_BOOT_HOST_PORT          published port (default 5000)
+#   EVENTSTATE_BOOT_IMAGE              image reference to run (required unless IMAGE_PARAMETER)
+#   EVENTSTATE_BOOT_IMAGE_PARAMETER    SSM parameter the image reference is read from (optional)
+#   EVENTSTATE_BOOT_CONTAINER_NAME     container name (default eventstate; Caddy runs as NAME-tls)
+#   EVENTSTATE_BOOT_HOST_ADDRESS       address the published ports bind to (default 0.0.0.0)
+#   EVENTSTATE_BOOT_HOST_PORT          published HTTPS port (default 443)
+#   EVENTSTATE_BOOT_HTTP_PORT          published HTTP port for redirects and ACME (default: none)
+#   EVENTSTATE_BOOT_TLS_SITES          names/addresses served, space-separated (required)
+#   EVENTSTATE_BOOT_TLS_ISSUER         internal (Caddy's own CA) or acme (Let's Encrypt, HSTS)
+#   EVENTSTATE_BOOT_ACME_EMAIL         contact for the ACME account (optional)
+#   EVENTSTATE_BOOT_TLS_DIR            host directory for Caddy's keys and certificates
+#   EVENTSTATE_BOOT_CA_FILE            where to copy the internal root certificate (optional)
+#   EVENTSTATE_BOOT_CA_PARAMETER       SSM parameter to publish that certificate to (optional)
+#   EVENTSTATE_BOOT_RELEASES_FILE      history of images that became ready, for rollback (optional)
+#   EVENTSTATE_BOOT_LOG_GROUP          CloudWatch Logs group for both containers (optional)
+#   EVENTSTATE_BOOT_METRICS_NAMESPACE  CloudWatch namespace `report` sends Ready and disk use to
 #   EVENTSTATE_BOOT_DATA_DIR           host directory mounted at /data (required)
 #   EVENTSTATE_BOOT_DATA_VOLUME_ID     EBS volume id to format-if-blank and mount at DATA_DIR (optional)
 #   EVENTSTATE_BOOT_API_KEYS_FILE      host file with one API key per line, mounted read-only (required)
@@ -20,8 +35,8 @@
 #   EVENTSTATE_BOOT_INSTALL_DOCKER     1 to install and enable Docker with dnf (Amazon Linux 2023)
 #   EVENTSTATE_BOOT_PULL               1 to pull the image (0 for an image built on this host)
 #   EVENTSTATE_BOOT_LOG_FILE           where this script logs (default /var/log/eventstate-boot.log)
-#   EVENTSTATE_BOOT_READY_TIMEOUT      seconds to wait for /health/ready (default 300)
-#   EVENTSTATE_BOOT_REMOVE_ON_FAILURE  1 to remove the container when it never gets ready
+#   EVENTSTATE_BOOT_READY_TIMEOUT      seconds to wait for the app to be healthy (default 300)
+#   EVENTSTATE_BOOT_REMOVE_ON_FAILURE  1 to remove the container when it never gets healthy
 #   EVENTSTATE_BOOT_REPLICA_URL        s3://BUCKET/PREFIX to replicate to and restore from (optional)
 #   EVENTSTATE_BOOT_REPLICA_ENDPOINT   endpoint of an S3-compatible store (optional; AWS S3 if empty)
 set -euo pipefail
@@ -31,6 +46,8 @@ readonly CONTAINER_KEYS_FILE=/run/secrets/eventstate-api-keys
 
 action="${1:-up}"
 name="${EVENTSTATE_BOOT_CONTAINER_NAME:-eventstate}"
+proxy="${name}-tls"
+network="${name}-net"
 log_file="${EVENTSTATE_BOOT_LOG_FILE:-/var/log/eventstate-boot.log}"
 
 mkdir -p "$(dirname "$log_file")"
@@ -127,15 +144,48 @@ registry_login() {
 }
 
 container_uid() {
-    docker run --rm --entrypoint id "$1" -u
+    docker run --rm --no-healthcheck --entrypoint id "$1" -u
 }
 
-config_digest() {
-    # Everything that shapes the running container; a change means the container is replaced.
-    local image_id="$1"
-    printf '%s\n' "$image_id" "$name" "$host_address" "$host_port" "$data_dir" "$keys_file" \
-        "$replica_url" "$replica_endpoint" |
-        sha256sum | cut -c1-32
+log_options() {
+    # log_options STREAM: Docker's awslogs driver when a log group is configured.
+    if [[ -n "${EVENTSTATE_BOOT_LOG_GROUP:-}" ]]; then
+        printf '%s\n' --log-driver awslogs --log-opt "awslogs-region=${EVENTSTATE_BOOT_AWS_REGION:-}" \
+            --log-opt "awslogs-group=${EVENTSTATE_BOOT_LOG_GROUP}" --log-opt "awslogs-stream=$1"
+    fi
+}
+
+digest_of() {
+    printf '%s\n' "$@" | sha256sum | cut -c1-32
+}
+
+running_label() {
+    # running_label CONTAINER: "<boot-config label> <running?>", empty when there is no such container.
+    docker inspect --format '{{index .Config.Labels "eventstate.boot-config"}} {{.State.Running}}' \
+        "$1" 2>/dev/null || true
+}
+
+app_health() {
+    docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' \
+        "$name" 2>/dev/null || printf 'missing\n'
+}
+
+wait_app_healthy() {
+    # The image's own HEALTHCHECK (GET /health/ready inside the container) decides readiness.
+    local timeout="$1" deadline status
+    deadline=$((SECONDS + timeout))
+    log "waiting up to ${timeout}s for $name to be healthy"
+    until [[ "$(app_health)" == healthy ]]; do
+        # A container that exited or was restarted after a crash will not become healthy by waiting.
+        status="$(docker inspect --format '{{.State.Status}} {{.RestartCount}}' "$name" 2>/dev/null ||
+            printf 'missing 0')"
+        if ((SECONDS >= deadline)) || [[ "$status" != "running 0" && "$status" != "created 0" ]]; then
+            docker logs --tail 30 "$name" 2>&1 || true
+            return 1
+        fi
+        sleep 1
+    done
+    log "healthy: $name"
 }
 
 # ---- restore before serve (replication) --------------------------------------------------------
@@ -181,36 +231,146 @@ restore_if_empty() {
 }
 # ---- end of restore before serve ---------------------------------------------------------------
 
-wait_until_ready() {
-    local url="$1" timeout="$2" deadline
-    deadline=$((SECONDS + timeout))
-    log "waiting up to ${timeout}s for $url"
-    until curl -fs -o /dev/null --max-time 5 "$url"; do
-        if ((SECONDS >= deadline)); then
-            docker logs --tail 50 "$name" || true
-            if [[ "${EVENTSTATE_BOOT_REMOVE_ON_FAILURE:-0}" == 1 ]]; then
-                # Terraform runs no destroy provisioner for a resource whose creation failed, so a
-                # failed `up` must not leave a container restarting behind it.
-                docker rm --force "$name" >/dev/null 2>&1 || true
-            fi
-            die "$url did not answer within ${timeout}s"
-        fi
-        sleep 2
+start_app() {
+    # start_app IMAGE: replace the app container by one of IMAGE on the private network only.
+    local image="$1" digest="$2" logging
+    mapfile -t logging < <(log_options "$name")
+    docker rm --force "$name" >/dev/null 2>&1 || true
+    log "starting $name from $image"
+    docker run --detach --name "$name" "${logging[@]}" \
+        --restart unless-stopped \
+        --label "eventstate.boot-config=$digest" \
+        --network "$network" --network-alias app \
+        --health-interval 1s --health-start-period 60s \
+        --cap-drop ALL --security-opt no-new-privileges \
+        --volume "${data_dir}:/data" \
+        --volume "${keys_file}:${CONTAINER_KEYS_FILE}:ro" \
+        --env "EVENTSTATE_API_KEYS_FILE=${CONTAINER_KEYS_FILE}" \
+        "${replica_args[@]}" \
+        "$image" >/dev/null
+}
+
+caddyfile() {
+    # The TLS terminator's configuration: HTTPS for SITES, HTTP only to redirect (and for ACME).
+    local site sites="" first=""
+    for site in $tls_sites; do
+        sites+="${sites:+, }https://${site}"
+        first="${first:-$site}"
     done
-    log "ready: $url"
+    printf '{\n\tadmin off\n\tpersist_config off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n'
+    if [[ "$tls_issuer" == internal ]]; then
+        printf '\tskip_install_trust\n\tdefault_sni %s\n' "$first"
+    elif [[ -n "$acme_email" ]]; then
+        printf '\temail %s\n' "$acme_email"
+    fi
+    printf '}\n%s {\n' "$sites"
+    if [[ "$tls_issuer" == internal ]]; then
+        printf '\ttls internal\n'
+    else
+        printf '\theader Strict-Transport-Security "max-age=31536000; includeSubDomains"\n'
+    fi
+    # The JSON access log (status per request) is what the 5xx-rate alarm counts.
+    printf '\tlog {\n\t\toutput stdout\n\t\tformat json\n\t}\n'
+    printf '\treverse_proxy app:%s\n}\n' "$CONTAINER_PORT"
+}
+
+start_proxy() {
+    local image="$1" uid="$2" digest image_id published=() logging
+    mapfile -t logging < <(log_options "$proxy")
+    mkdir -p "$tls_dir"
+    caddyfile >"$tls_dir/Caddyfile.new"
+    mv "$tls_dir/Caddyfile.new" "$tls_dir/Caddyfile"
+    chown -R "$uid" "$tls_dir"
+    chmod 0700 "$tls_dir"
+    published=(--publish "${host_address}:${host_port}:443")
+    if [[ -n "$http_port" ]]; then
+        published+=(--publish "${host_address}:${http_port}:80")
+    fi
+    image_id="$(docker image inspect --format '{{.Id}}' "$image")"
+    digest="$(digest_of "$image_id" "$(cat "$tls_dir/Caddyfile")" "${published[@]}" "$network" "${logging[@]}")"
+    if [[ "$(running_label "$proxy")" == "$digest true" ]]; then
+        log "TLS terminator $proxy already runs this configuration"
+        return
+    fi
+    docker rm --force "$proxy" >/dev/null 2>&1 || true
+    log "starting TLS terminator $proxy on ${host_address}:${host_port} for: $tls_sites ($tls_issuer)"
+    # The same image carries Caddy; it binds 80/443 inside its own network namespace as non-root.
+    docker run --detach --name "$proxy" "${logging[@]}" \
+        --restart unless-stopped --no-healthcheck \
+        --label "eventstate.boot-config=$digest" \
+        --network "$network" "${published[@]}" \
+        --sysctl net.ipv4.ip_unprivileged_port_start=80 \
+        --cap-drop ALL --security-opt no-new-privileges \
+        --volume "${tls_dir}:/data" \
+        --env XDG_DATA_HOME=/data/data --env XDG_CONFIG_HOME=/data/config \
+        --entrypoint caddy \
+        "$image" run --config /data/Caddyfile --adapter caddyfile >/dev/null
+}
+
+publish_root_ca() {
+    # With the internal issuer, clients trust Caddy's root certificate: copy it out (and to SSM).
+    local root="$tls_dir/data/caddy/pki/authorities/local/root.crt" deadline=$((SECONDS + 60))
+    until [[ -s "$root" ]]; do
+        ((SECONDS < deadline)) || die "the TLS terminator never created its root certificate"
+        sleep 1
+    done
+    if [[ -n "$ca_file" ]]; then
+        install -m 0644 "$root" "$ca_file"
+        log "root certificate: $ca_file"
+    fi
+    if [[ -n "$ca_parameter" ]]; then
+        retry 10 6 aws ssm put-parameter --region "$region" --name "$ca_parameter" --type String \
+            --overwrite --value "file://$root" >/dev/null || die "cannot publish the root certificate"
+        log "root certificate published to SSM parameter $ca_parameter"
+    fi
+}
+
+wait_through_tls() {
+    # End to end through the terminator, verifying its certificate (internal issuer only: an ACME
+    # certificate may wait for DNS, which is no reason to call the service down).
+    local site="${tls_sites%% *}" probe="$host_address" deadline=$((SECONDS + 60))
+    [[ "$probe" == 0.0.0.0 ]] && probe=127.0.0.1
+    until curl -fs -o /dev/null --max-time 5 --cacert "$tls_dir/data/caddy/pki/authorities/local/root.crt" \
+        --connect-to "${site}:${host_port}:${probe}:${host_port}" "https://${site}:${host_port}/health/ready"; do
+        ((SECONDS < deadline)) || die "https://${site}:${host_port}/health/ready did not answer"
+        sleep 1
+    done
+    log "ready: https://${site}:${host_port}"
+}
+
+record_release() {
+    # One line per image that became ready: "<time> <image id> <image reference>".
+    [[ -n "$releases_file" ]] || return 0
+    mkdir -p "$(dirname "$releases_file")"
+    local last
+    last="$(tail -n 1 "$releases_file" 2>/dev/null | cut -d' ' -f2 || true)"
+    if [[ "$last" != "$1" ]]; then
+        printf '%s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" >>"$releases_file"
+    fi
 }
 
 up() {
-    local image="${EVENTSTATE_BOOT_IMAGE:?EVENTSTATE_BOOT_IMAGE is required}"
+    local image="${EVENTSTATE_BOOT_IMAGE:-}"
     host_address="${EVENTSTATE_BOOT_HOST_ADDRESS:-0.0.0.0}"
-    host_port="${EVENTSTATE_BOOT_HOST_PORT:-5000}"
+    host_port="${EVENTSTATE_BOOT_HOST_PORT:-443}"
+    http_port="${EVENTSTATE_BOOT_HTTP_PORT:-}"
     data_dir="${EVENTSTATE_BOOT_DATA_DIR:?EVENTSTATE_BOOT_DATA_DIR is required}"
     keys_file="${EVENTSTATE_BOOT_API_KEYS_FILE:?EVENTSTATE_BOOT_API_KEYS_FILE is required}"
+    tls_sites="${EVENTSTATE_BOOT_TLS_SITES:?EVENTSTATE_BOOT_TLS_SITES is required}"
+    tls_sites="${tls_sites//,/ }"
+    tls_issuer="${EVENTSTATE_BOOT_TLS_ISSUER:-internal}"
+    acme_email="${EVENTSTATE_BOOT_ACME_EMAIL:-}"
+    tls_dir="${EVENTSTATE_BOOT_TLS_DIR:-/var/lib/eventstate/tls}"
+    ca_file="${EVENTSTATE_BOOT_CA_FILE:-}"
+    ca_parameter="${EVENTSTATE_BOOT_CA_PARAMETER:-}"
+    releases_file="${EVENTSTATE_BOOT_RELEASES_FILE:-}"
+    region="${EVENTSTATE_BOOT_AWS_REGION:-}"
     local volume_id="${EVENTSTATE_BOOT_DATA_VOLUME_ID:-}"
     local parameter="${EVENTSTATE_BOOT_API_KEYS_PARAMETER:-}"
-    local region="${EVENTSTATE_BOOT_AWS_REGION:-}"
     local registry="${EVENTSTATE_BOOT_REGISTRY:-}"
     local timeout="${EVENTSTATE_BOOT_READY_TIMEOUT:-300}"
+    [[ "$tls_issuer" == internal || "$tls_issuer" == acme ]] ||
+        die "EVENTSTATE_BOOT_TLS_ISSUER must be internal or acme, not $tls_issuer"
     replica_url="${EVENTSTATE_BOOT_REPLICA_URL:-}"
     replica_endpoint="${EVENTSTATE_BOOT_REPLICA_ENDPOINT:-}"
     replica_container_args
@@ -228,6 +388,12 @@ up() {
     if [[ -n "$parameter" ]]; then
         fetch_api_keys "$parameter" "$region" "$keys_file"
     fi
+    if [[ -n "${EVENTSTATE_BOOT_IMAGE_PARAMETER:-}" ]]; then
+        image="$(retry 20 6 aws ssm get-parameter --region "$region" \
+            --name "$EVENTSTATE_BOOT_IMAGE_PARAMETER" --query Parameter.Value --output text)" ||
+            die "cannot read SSM parameter $EVENTSTATE_BOOT_IMAGE_PARAMETER"
+    fi
+    [[ -n "$image" ]] || die "no image: set EVENTSTATE_BOOT_IMAGE or EVENTSTATE_BOOT_IMAGE_PARAMETER"
     [[ -s "$keys_file" ]] || die "API keys file $keys_file is missing or empty"
 
     if [[ -n "$registry" ]]; then
@@ -239,54 +405,79 @@ up() {
     fi
     docker image inspect "$image" >/dev/null 2>&1 || die "image $image is not on this host"
 
-    # The container runs as a non-root uid: it must own its data and be able to read its keys.
-    local uid
+    # The containers run as a non-root uid: it must own its data and be able to read its keys.
+    local uid image_id digest previous
     uid="$(container_uid "$image")"
     chown "$uid" "$data_dir" "$keys_file"
     chmod 0700 "$data_dir"
     chmod 0400 "$keys_file"
-    restore_if_empty "$image" "$uid"
 
-    local digest running_digest
-    digest="$(config_digest "$(docker image inspect --format '{{.Id}}' "$image")")"
-    running_digest="$(docker inspect --format \
-        '{{index .Config.Labels "eventstate.boot-config"}} {{.State.Running}}' "$name" 2>/dev/null || true)"
-    if [[ "$running_digest" == "$digest true" ]]; then
+    docker network inspect "$network" >/dev/null 2>&1 ||
+        docker network create --driver bridge "$network" >/dev/null
+
+    image_id="$(docker image inspect --format '{{.Id}}' "$image")"
+    restore_if_empty "$image" "$uid"
+    digest="$(digest_of "$image_id" "$name" "$network" "$data_dir" "$keys_file" "${EVENTSTATE_BOOT_LOG_GROUP:-}" \
+        "$replica_url" "$replica_endpoint")"
+    if [[ "$(running_label "$name")" == "$digest true" ]]; then
         log "container $name already runs this configuration"
     else
-        docker rm --force "$name" >/dev/null 2>&1 || true
-        log "starting $name from $image on ${host_address}:${host_port}"
-        docker run --detach --name "$name" \
-            --restart unless-stopped \
-            --label "eventstate.boot-config=$digest" \
-            --cap-drop ALL --security-opt no-new-privileges \
-            --publish "${host_address}:${host_port}:${CONTAINER_PORT}" \
-            --volume "${data_dir}:/data" \
-            --volume "${keys_file}:${CONTAINER_KEYS_FILE}:ro" \
-            --env "EVENTSTATE_API_KEYS_FILE=${CONTAINER_KEYS_FILE}" \
-            "${replica_args[@]}" \
-            "$image" >/dev/null
+        # Upgrade in place: the data directory stays, only the container is replaced. If the new
+        # image never becomes healthy, the image that ran before is started again.
+        previous="$(docker inspect --format '{{.Image}}' "$name" 2>/dev/null || true)"
+        start_app "$image" "$digest"
+        if ! wait_app_healthy "$timeout"; then
+            if [[ -n "$previous" && "$previous" != "$image_id" ]]; then
+                log "rolling back: $image never became healthy; starting $previous again"
+                start_app "$previous" "$(digest_of "$previous" "$name" "$network" "$data_dir" "$keys_file" \
+                    "${EVENTSTATE_BOOT_LOG_GROUP:-}" "$replica_url" "$replica_endpoint")"
+                wait_app_healthy "$timeout" || die "the previous image $previous is not healthy either"
+                start_proxy "$previous" "$uid"
+                die "$image never became healthy; rolled back to $previous"
+            fi
+            if [[ "${EVENTSTATE_BOOT_REMOVE_ON_FAILURE:-0}" == 1 ]]; then
+                # Terraform runs no destroy provisioner for a resource whose creation failed.
+                docker rm --force "$name" >/dev/null 2>&1 || true
+            fi
+            die "$name did not become healthy within ${timeout}s"
+        fi
     fi
 
-    local probe_address="$host_address"
-    if [[ "$probe_address" == 0.0.0.0 ]]; then
-        probe_address=127.0.0.1
+    start_proxy "$image" "$uid"
+    if [[ "$tls_issuer" == internal ]]; then
+        publish_root_ca
+        wait_through_tls
     fi
-    wait_until_ready "http://${probe_address}:${host_port}/health/ready" "$timeout"
+    record_release "$image_id" "$image"
 }
 
 down() {
-    # Stops and removes the container; the data directory and keys stay, as an EBS volume would.
-    if docker inspect "$name" >/dev/null 2>&1; then
-        log "removing container $name"
-        docker rm --force "$name" >/dev/null
-    else
-        log "container $name is not present"
-    fi
+    # Removes the containers and their network; the data directory and keys stay, as an EBS volume
+    # would.
+    local container
+    for container in "$proxy" "$name"; do
+        if docker inspect "$container" >/dev/null 2>&1; then
+            log "removing container $container"
+            docker rm --force "$container" >/dev/null
+        fi
+    done
+    docker network rm "$network" >/dev/null 2>&1 || true
+}
+
+report() {
+    # Readiness (the app container's health check) and data disk use, as CloudWatch metrics.
+    local namespace="${EVENTSTATE_BOOT_METRICS_NAMESPACE:?EVENTSTATE_BOOT_METRICS_NAMESPACE is required}"
+    local data_dir="${EVENTSTATE_BOOT_DATA_DIR:?EVENTSTATE_BOOT_DATA_DIR is required}" ready=0 used
+    [[ "$(app_health)" == healthy ]] && ready=1
+    used="$(df --output=pcent "$data_dir" | tail -n 1 | tr -dc '0-9')"
+    aws cloudwatch put-metric-data --region "${EVENTSTATE_BOOT_AWS_REGION:?}" --namespace "$namespace" \
+        --metric-data "MetricName=Ready,Value=${ready},Unit=Count" \
+        "MetricName=DataDiskUsedPercent,Value=${used:-0},Unit=Percent"
 }
 
 case "$action" in
 up) up ;;
 down) down ;;
-*) die "usage: $0 [up|down]" ;;
+report) report ;;
+*) die "usage: $0 [up|down|report]" ;;
 esac

@@ -1,12 +1,14 @@
 # eventstate on one EC2 instance: Amazon Linux 2023 runs the container image, the event log lives on
-# its own encrypted EBS volume, API keys come from SSM Parameter Store, and the only way in is the
-# app port from allowed_cidrs (plus SSM Session Manager; SSH only when a key is given).
+# its own encrypted EBS volume, API keys come from SSM Parameter Store, and the only way in is HTTPS
+# through the Caddy container (tls.tf) from allowed_cidrs (plus SSM Session Manager; SSH only when a
+# key is given). The app's own port is published nowhere. The address is an Elastic IP (network.tf).
 
 locals {
   tags = merge(var.tags, {
-    Project   = "eventstate"
-    Stack     = var.name
-    ManagedBy = "terraform"
+    Project     = "eventstate"
+    Stack       = var.name
+    Environment = var.environment
+    ManagedBy   = "terraform"
   })
 
   subnet_id   = coalesce(var.subnet_id, sort(data.aws_subnets.default.ids)[0])
@@ -38,6 +40,8 @@ data "aws_subnet" "this" {
 
 data "aws_partition" "current" {}
 
+data "aws_caller_identity" "current" {}
+
 # ---- image -----------------------------------------------------------------------------------
 
 resource "aws_ecr_repository" "this" {
@@ -63,7 +67,9 @@ resource "aws_ssm_parameter" "api_keys" {
   name        = "/${var.name}/api-keys"
   description = "eventstate API keys, one per line; read by the instance at boot."
   type        = "SecureString"
-  value       = join("\n", var.api_keys)
+  # Write-only: sent to SSM, never stored in the Terraform state. Bump api_keys_version to rotate.
+  value_wo         = join("\n", var.api_keys)
+  value_wo_version = var.api_keys_version
 }
 
 # ---- identity --------------------------------------------------------------------------------
@@ -94,6 +100,40 @@ data "aws_iam_policy_document" "instance" {
       variable = "kms:ViaService"
       values   = ["ssm.${var.region}.amazonaws.com"]
     }
+  }
+
+  dynamic "statement" {
+    for_each = var.domain == "" ? [1] : []
+    content {
+      sid       = "PublishRootCertificate"
+      actions   = ["ssm:PutParameter"]
+      resources = ["arn:${data.aws_partition.current.partition}:ssm:${var.region}:${data.aws_caller_identity.current.account_id}:parameter${local.ca_parameter_name}"]
+    }
+  }
+
+  statement {
+    sid       = "ShipContainerLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
+  }
+
+  statement {
+    sid       = "ReportHealthMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [local.metrics_namespace]
+    }
+  }
+
+  statement {
+    sid     = "ReadImageReference"
+    actions = ["ssm:GetParameter"]
+    # Built from the name: the provider marks the parameter's arn unknown whenever its value changes,
+    # which would show every image upgrade as a policy change too.
+    resources = ["arn:${data.aws_partition.current.partition}:ssm:${var.region}:${data.aws_caller_identity.current.account_id}:parameter/${var.name}/image"]
   }
 
   statement {
@@ -135,16 +175,25 @@ resource "aws_iam_instance_profile" "instance" {
 
 resource "aws_security_group" "instance" {
   #checkov:skip=CKV_AWS_24:port 22 opens only to var.ssh_cidrs, whose validation refuses /0; checkov cannot see through the dynamic block
+  #checkov:skip=CKV_AWS_260:port 80 is public only with a domain, for Let's Encrypt's HTTP-01 challenge; Caddy answers it with redirects to HTTPS, which stays limited to allowed_cidrs
   name        = "${var.name}-instance"
-  description = "eventstate: the app port from allowed CIDRs only; HTTPS out for packages, ECR, SSM"
+  description = "eventstate: HTTPS (and HTTP redirects) from allowed CIDRs; HTTPS out for packages, ECR, SSM"
   vpc_id      = data.aws_subnet.this.vpc_id
 
   ingress {
-    description = "eventstate API from the allowed CIDRs"
-    from_port   = var.app_port
-    to_port     = var.app_port
+    description = "HTTPS to the TLS terminator from the allowed CIDRs"
+    from_port   = 443
+    to_port     = 443
     protocol    = "tcp"
     cidr_blocks = var.allowed_cidrs
+  }
+
+  ingress {
+    description = "HTTP for redirects to HTTPS and ACME challenges (public only with a domain, for Lets Encrypt)"
+    from_port   = 80
+    to_port     = 80
+    protocol    = "tcp"
+    cidr_blocks = var.domain != "" ? ["0.0.0.0/0"] : var.allowed_cidrs
   }
 
   dynamic "ingress" {
@@ -189,8 +238,15 @@ resource "aws_ebs_volume" "data" {
 module "user_data" {
   source = "../modules/user-data"
 
-  image              = local.image
-  app_port           = var.app_port
+  # The image is read from its parameter at every `up`, so a new image changes no user data.
+  image              = ""
+  image_parameter    = aws_ssm_parameter.image.name
+  tls_sites          = local.tls_sites
+  tls_issuer         = var.domain != "" ? "acme" : "internal"
+  acme_email         = var.acme_email
+  ca_parameter       = var.domain != "" ? "" : local.ca_parameter_name
+  log_group          = aws_cloudwatch_log_group.this.name
+  metrics_namespace  = local.metrics_namespace
   data_volume_id     = aws_ebs_volume.data.id
   api_keys_parameter = aws_ssm_parameter.api_keys.name
   aws_region         = var.region
@@ -210,7 +266,7 @@ resource "aws_instance" "this" {
   ebs_optimized          = true
   monitoring             = false
 
-  user_data                   = module.user_data.rendered
+  user_data_base64            = module.user_data.rendered_base64gzip
   user_data_replace_on_change = true
 
   metadata_options {

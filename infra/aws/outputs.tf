@@ -1,11 +1,11 @@
 output "public_ip" {
-  description = "Public IPv4 address of the instance."
-  value       = aws_instance.this.public_ip
+  description = "The Elastic IP: the stack's address, which survives instance replacement."
+  value       = aws_eip.this.public_ip
 }
 
 output "url" {
-  description = "Base URL of the API."
-  value       = "http://${aws_instance.this.public_ip}:${var.app_port}"
+  description = "Base URL of the API (HTTPS only)."
+  value       = "https://${local.tls_sites[0]}"
 }
 
 output "instance_id" {
@@ -46,4 +46,34 @@ output "replica_url" {
 output "replica_bucket" {
   description = "S3 bucket of the replica."
   value       = aws_s3_bucket.replica.id
+}
+
+output "tls_root_ca_parameter" {
+  description = "SSM parameter holding the root certificate to trust for url (empty with a domain: Let's Encrypt is trusted already)."
+  value       = var.domain == "" ? aws_ssm_parameter.tls_root_ca[0].name : ""
+}
+
+output "log_group" {
+  description = "CloudWatch Logs group with the app's and the TLS terminator's output."
+  value       = aws_cloudwatch_log_group.this.name
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (subscribe more endpoints to it as needed)."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "upgrade_document" {
+  description = "SSM Command document that replaces the container with the image in image_parameter."
+  value       = aws_ssm_document.upgrade.name
+}
+
+output "image_parameter" {
+  description = "SSM parameter holding the image reference the instance runs."
+  value       = aws_ssm_parameter.image.name
+}
+
+output "image_tag" {
+  description = "Tag of the image in the stack's ECR repository (empty when image is given)."
+  value       = var.image == "" ? var.image_tag : ""
 }

@@ -9,6 +9,17 @@ variable "name" {
   }
 }
 
+variable "environment" {
+  description = "Environment this stack is (default, staging, ...): tagged on every resource; the deploy session also derives the name and the state key from it."
+  type        = string
+  default     = "default"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,15}$", var.environment))
+    error_message = "The environment must be 1-16 lower-case letters, digits or '-', starting with a letter."
+  }
+}
+
 variable "region" {
   description = "AWS region to deploy into."
   type        = string
@@ -72,7 +83,7 @@ variable "destroy_data_volume" {
 }
 
 variable "allowed_cidrs" {
-  description = "CIDR blocks allowed to reach the app port; the deploy session passes the deploying machine's public IP as a /32."
+  description = "CIDR blocks allowed to reach HTTPS (443, and 80 for redirects); the deploy session passes the deploying machine's public IP as a /32."
   type        = list(string)
 
   validation {
@@ -92,14 +103,36 @@ variable "allow_public_ingress" {
   default     = false
 }
 
-variable "app_port" {
-  description = "Port the service is published on (the container listens on 5000)."
-  type        = number
-  default     = 5000
+variable "domain" {
+  description = "DNS name to serve with a Let's Encrypt certificate and HSTS (its A record must point at the Elastic IP, which route53_zone_id does for you). Empty (the default): HTTPS on the Elastic IP with the terminator's own CA, whose root certificate is published to SSM."
+  type        = string
+  default     = ""
 
   validation {
-    condition     = var.app_port >= 1024 && var.app_port <= 65535
-    error_message = "The port must be an unprivileged port number (1024-65535)."
+    condition     = var.domain == "" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain))
+    error_message = "The domain must be a lower-case DNS name such as eventstate.example.com."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 hosted zone to create the domain's A record in; null to manage DNS elsewhere."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.route53_zone_id == null || (can(regex("^Z[A-Z0-9]{1,31}$", var.route53_zone_id)) && var.domain != "")
+    error_message = "The zone id must look like Z0123456789ABCDEFGHIJ, and needs a domain."
+  }
+}
+
+variable "acme_email" {
+  description = "Contact e-mail for the Let's Encrypt account (optional; used only with a domain)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.acme_email == "" || can(regex("^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$", var.acme_email))
+    error_message = "The ACME e-mail must be an address or empty."
   }
 }
 
@@ -136,6 +169,17 @@ variable "api_keys" {
   }
 }
 
+variable "api_keys_version" {
+  description = "Version of api_keys: the keys are a write-only attribute (never in state), so SSM is updated only when this number changes. The deploy session passes the keys file's modification time."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.api_keys_version >= 1 && floor(var.api_keys_version) == var.api_keys_version
+    error_message = "The version must be a positive whole number."
+  }
+}
+
 variable "image" {
   description = "Image reference to run. Empty (the default) runs image_tag from the ECR repository this stack creates, to which `nox -s deploy` pushes."
   type        = string
@@ -168,6 +212,50 @@ variable "ready_timeout" {
   description = "Seconds the boot script waits for /health/ready before it reports failure."
   type        = number
   default     = 600
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the containers' logs."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "The retention must be one CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653 days)."
+  }
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarm topic (AWS sends a confirmation mail first); empty for none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$", var.alarm_email))
+    error_message = "The alarm e-mail must be an address or empty."
+  }
+}
+
+variable "alarm_5xx_percent" {
+  description = "Share of requests answered 5xx over 5 minutes above which the 5xx alarm fires."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alarm_5xx_percent > 0 && var.alarm_5xx_percent <= 100
+    error_message = "The percentage must be in (0, 100]."
+  }
+}
+
+variable "ecr_keep_images" {
+  description = "How many images the ECR repository keeps (older ones expire): the releases rollback can return to."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.ecr_keep_images >= 2 && var.ecr_keep_images <= 1000
+    error_message = "Keep at least 2 images (the current one and one to roll back to)."
+  }
 }
 
 variable "tags" {

@@ -31,7 +31,7 @@ variable "container_name" {
 }
 
 variable "host_address" {
-  description = "Address the published port binds to; loopback by default so nothing outside this machine reaches it."
+  description = "Address the HTTPS port binds to; loopback by default so nothing outside this machine reaches it."
   type        = string
   default     = "127.0.0.1"
 
@@ -42,7 +42,7 @@ variable "host_address" {
 }
 
 variable "host_port" {
-  description = "Port on this machine the service is published on."
+  description = "Port on this machine HTTPS is published on (the app port itself is never published)."
   type        = number
   default     = 5000
 
@@ -73,7 +73,7 @@ variable "api_keys_file" {
 }
 
 variable "ready_timeout" {
-  description = "Seconds the boot script waits for /health/ready."
+  description = "Seconds the boot script waits for the app to be healthy."
   type        = number
   default     = 120
 

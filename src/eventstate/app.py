@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -14,16 +14,17 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins import PluginProtocol
 from litestar.types import ASGIApp
 
 from eventstate.adapters import open_store
 from eventstate.adapters.sqlite import ServerLock
 from eventstate.checkpoints import CheckpointLog, SigningKeyError, load_signer
-from eventstate.http import routes
-from eventstate.http.auth import api_key_guard, key_checker
+from eventstate.http import docs, openapi, routes
+from eventstate.http.auth import api_key_guard
 from eventstate.http.console import console_router
 from eventstate.http.middleware import EdgeMiddleware
+from eventstate.http.pages import PageCache
 from eventstate.http.problems import EXCEPTION_HANDLERS
 from eventstate.observability import Metrics, configure_logging
 from eventstate.ports import EventStore
@@ -79,8 +80,12 @@ def start_replication(settings: Settings, svc: EventService, metrics: Metrics) -
     return replicator
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the ASGI application for `settings`; the log is opened in its lifespan."""
+def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Litestar:
+    """Build the ASGI application for `settings`; the log is opened in its lifespan.
+
+    `plugins` (CORS, OpenTelemetry, an extra guard...) apply to every route alike: there is one
+    request path.
+    """
     checkpoints = checkpoint_log(settings)
 
     @asynccontextmanager
@@ -130,6 +135,7 @@ def create_app(settings: Settings) -> Litestar:
             routes.live,
             routes.ready,
             console_router,
+            docs.swagger_asset,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -137,33 +143,23 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="eventstate", version=package_version(), path="/schema",
             description="An HTTP API over an append-only, hash-chained event log.",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[docs.swagger_plugin()],
+            operation_id_creator=lambda handler, _method, _path: openapi.operation_id(
+                handler.handler_name),
         ),
         debug=False,
         logging_config=None,
-        state=State({"metrics": metrics}),
+        plugins=list(plugins),
+        state=State({"metrics": metrics, "page_cache": PageCache(),
+                     "tail_frames": routes.TailFrames(), "max_body_bytes": settings.max_body_bytes,
+                     "body_timeout": settings.body_timeout_seconds}),
     )
+    openapi.finish(app.openapi_schema, protect_reads=settings.protect_reads,
+                   keys_configured=bool(settings.api_keys))
     # The edge layer wraps Litestar's whole handler (as Litestar's own OpenTelemetry plugin does),
-    # so that requests no route matched are counted and carry a request id too.
-    def plain_status() -> tuple[bytes, int]:
-        head = app.state.service.status()
-        return routes.status_body(head), head.version
-
-    check_key = key_checker(settings.api_keys) if settings.api_keys else None
-
-    async def plain_update(body: bytes, if_match: str | None, idempotency_key: str | None,
-                           api_key: bytes) -> tuple[bytes, dict[str, str]]:
-        if check_key is not None:
-            check_key(api_key)
-        return await routes.record_update(app.state.service, body, if_match, idempotency_key)
-
-    # The two most frequent requests are answered at the edge (same functions as the handlers);
-    # a rate limit is Litestar middleware, so with one configured updates keep the routed path.
+    # so that requests no route matched are counted and carry a request id too. It never routes.
     edge = EdgeMiddleware(app.asgi_handler, metrics, access_log=settings.access_log,
-                          max_header_bytes=settings.max_header_bytes,
-                          plain_status=None if read_guards else plain_status,
-                          plain_update=None if settings.write_rate_limit else plain_update,
-                          max_body_bytes=settings.max_body_bytes)
+                          max_header_bytes=settings.max_header_bytes)
     app.asgi_handler = cast("ASGIApp", edge)
     return app
 

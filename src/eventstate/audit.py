@@ -38,10 +38,9 @@ from eventstate.ports import (
     row_to_event,
 )
 from eventstate.serialization import (
-    decode_json,
+    decode_event,
     encode,
     encode_events_jsonl,
-    structure_event,
     unstructure_status,
 )
 
@@ -57,6 +56,8 @@ CSV_COLUMNS = (
 # Audits read every row, not only seq > 0: a forged row at seq 0 or below must not hide from them.
 LOWEST_SEQ = -(2**63)
 CHUNK = 4096
+SEQ_MAX = 2**63 - 1
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class AuditFailed(Exception):
@@ -227,9 +228,21 @@ def _anchor(text: str) -> tuple[int, str]:
         number = int(seq)
     except ValueError:
         number = 0
-    if number < 1 or not digest:
-        raise argparse.ArgumentTypeError("expected SEQ:HASH with SEQ >= 1, e.g. 1000:3f5a…")
+    if not 1 <= number <= SEQ_MAX or not _HEX64.fullmatch(digest):
+        raise argparse.ArgumentTypeError(
+            f"expected SEQ:HASH with 1 <= SEQ <= {SEQ_MAX} and 64 hex digits, not {text!r}")
     return number, digest.lower()
+
+
+def _seq_arg(text: str) -> int:
+    """A seq given on the command line: 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEQ_MAX:
+        raise argparse.ArgumentTypeError(f"must be a seq from 0 to {SEQ_MAX}, not {text!r}")
+    return value
 
 
 def _reporting_damage(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -314,6 +327,8 @@ def _cmd_verify_database(args: argparse.Namespace) -> int:
         )
     else:
         print(f"ok: {head.version} events, chain intact; head {head.version}:{head.hash}")
+        if args.expect_head is not None:
+            print(f"ok: the expected head {args.expect_head[0]}:{args.expect_head[1]} matched")
     return 0
 
 
@@ -323,8 +338,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.at is not None:
         try:
             at = format_timestamp(parse_timestamp(args.at))
-        except ValueError:
-            raise StoreError(f"--at must be an RFC 3339 timestamp with an offset, not {args.at!r}") from None
+        except ValueError as e:
+            raise StoreError(f"--at: {e}") from None
     log = _open_ro(args.database)
     try:
         head = replay(log, until_seq=args.until_seq, at=at)
@@ -353,7 +368,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     log = _open_ro(args.database)
     try:
         with log.snapshot() as snap, _output(args.output) as out:
-            events = snap.events(after=args.after)
+            written: list[Event] = []
+            events = _noting_last(snap.events(after=args.after), written)
             if args.format == "jsonl":
                 for line in encode_events_jsonl(events):
                     out.write(line)
@@ -377,7 +393,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
             out.flush()
     finally:
         log.close()
+    count, last = (written[0].seq - args.after, written[0].seq) if written else (0, args.after)
+    where = args.output or "standard output"
+    # On stderr: standard output may be the export itself.
+    print(f"exported {count} events (seq {args.after + 1 if count else '-'} to "
+          f"{last if count else '-'}) as {args.format} to {where}", file=sys.stderr)
     return 0
+
+
+def _noting_last(events: Iterator[Event], last: list[Event]) -> Iterator[Event]:
+    """`events`, remembering the latest one in `last`."""
+    for event in events:
+        last[:] = [event]
+        yield event
 
 
 def _read_export(path: Path) -> Iterator[Event]:
@@ -389,8 +417,11 @@ def _read_export(path: Path) -> Iterator[Event]:
         for number, line in enumerate(source, 1):
             if not line.strip():
                 continue
+            if number == 1 and line.startswith(b"seq,"):
+                raise StoreError(f"{path} is a CSV export; import accepts only JSONL "
+                               "(export with --format jsonl)")
             try:
-                yield structure_event(decode_json(line))
+                yield decode_event(line)
             except ValueError as e:
                 raise StoreError(f"{path} line {number}: {e}") from None
 
@@ -496,7 +527,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("replay", help="fold the log to the state at a point in history")
     p.add_argument("--database", help=_DATABASE_HELP)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--until-seq", type=int, metavar="N")
+    group.add_argument("--until-seq", type=_seq_arg, metavar="N")
     group.add_argument("--at", metavar="RFC3339")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_replay)
@@ -505,7 +536,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--database", help=_DATABASE_HELP)
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--output", help="file to create (default: standard output)")
-    p.add_argument("--after", type=int, default=0, metavar="N", help="only events after seq N")
+    p.add_argument("--after", type=_seq_arg, default=0, metavar="N", help="only events after seq N")
     p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser("import", help="build a new database from a JSONL export (verified first)")

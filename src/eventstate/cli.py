@@ -8,12 +8,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from eventstate.adapters import init_store, open_store
 from eventstate.adapters.sqlite import ServerLock
 from eventstate.ports import StoreError
 from eventstate.replication import ReplicaError
-from eventstate.settings import Settings, SettingsError
+from eventstate.settings import SETTINGS_HELP, Settings, SettingsError
 from eventstate.transparency import BadInput, VerificationFailed
 
 PROG = "eventstate"
@@ -31,6 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers,
                                  database=args.database)
+    # The address first: a port in use or a bad host is one line, before anything is written.
+    _check_address(settings.host, settings.port)
     # Check (and create a SQLite file) before any worker starts, so a bad path is one clear line;
     # a PostgreSQL database without the log's schema is refused here, naming `eventstate init`.
     open_store(settings.database, synchronous=settings.synchronous,
@@ -40,7 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     checkpoint_log(settings)  # an unusable signing key is one line here, not a worker's traceback
     os.environ.update(settings.to_env())
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    # httptools with a bound on unfinished request heads (h11 has its own, its max incomplete event).
+    http = "eventstate.http.server:BoundedHttpToolsProtocol" if _has("httptools") else "h11"
     configure_logging(settings.log_level)
     structlog.get_logger("eventstate").info(
         "serving", database=settings.shown_database, url=f"http://{settings.host}:{settings.port}",
@@ -72,6 +76,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_address(host: str, port: int) -> None:
+    """Refuse (CliError) an address this process cannot listen on, naming the flag and the value."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise CliError(f"--host/EVENTSTATE_HOST {host!r} is not an address to bind: {e}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise CliError(f"cannot listen on --host {host!r} --port {port} "
+                           f"(EVENTSTATE_HOST/EVENTSTATE_PORT): {e.strerror}") from None
+
+
 def _init(args: argparse.Namespace) -> int:
     settings = Settings.from_env(database=args.database)
     store, created = init_store(settings.database)
@@ -90,12 +112,23 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (naming the flag and the value) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    from importlib.metadata import version
+
+    parser = _Parser(prog=PROG, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"{PROG} {version('eventstate')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve = sub.add_parser("serve", help="serve the HTTP API", epilog=SETTINGS_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", help="address to bind (EVENTSTATE_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (EVENTSTATE_PORT, default 5000)")
     serve.add_argument("--workers", type=int,

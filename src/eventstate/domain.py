@@ -7,6 +7,7 @@ and what makes the log valid lives here, so both the server and the audit tools 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -116,16 +117,55 @@ class Head:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with exactly six fractional digits and a `Z`: fixed width, so it sorts as text."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with exactly six fractional digits and a `Z`: fixed width (the year too, even
+    before 1000), so timestamps compare as moments when compared as text."""
+    m = moment.astimezone(UTC)
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+            f".{m.microsecond:06d}Z")
+
+
+_RFC3339 = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Parse any RFC 3339 timestamp with an offset (`Z` or `+hh:mm`) into an aware datetime."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no UTC offset")
-    return moment
+    """Parse an RFC 3339 timestamp with an offset (`Z` or `+hh:mm`) into an aware datetime in UTC.
+
+    ValueError if it is not RFC 3339 or if the moment falls outside years 1-9999 once in UTC.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"timestamp {text!r} is not RFC 3339 with an offset")
+    whole, fraction, offset = match.groups()
+    whole = f"{whole[:10]}T{whole[11:]}"
+    fraction = (fraction or ".0")[:7]  # microseconds: finer digits cannot matter to a log in µs
+    try:
+        moment = datetime.fromisoformat(f"{whole}{fraction}{'+00:00' if offset in 'Zz' else offset}")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"timestamp {text!r} is not an RFC 3339 moment between years 1 and 9999 in UTC") from None
+
+
+TIMESTAMP_MIN = "0001-01-01T00:00:00.000000Z"
+TIMESTAMP_MAX = "9999-12-31T23:59:59.999999Z"
+_STORED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z", re.ASCII)
+
+
+def check_event(event: Event) -> None:
+    """Raise ChainBroken unless `event` keeps the domain's rules about values: counters in 64 bits,
+    messages within the length limit, and a timestamp in the stored form naming a real moment."""
+    for name, state in (("old", event.old), ("new", event.new)):
+        if type(state.counter) is not int or not COUNTER_MIN <= state.counter <= COUNTER_MAX:
+            raise ChainBroken(event.seq, f"{name} counter is outside the signed 64-bit range")
+        if type(state.message) is not str or len(state.message) > MESSAGE_MAX_CHARS:
+            raise ChainBroken(event.seq, f"{name} message is longer than {MESSAGE_MAX_CHARS} characters")
+    if type(event.timestamp) is not str or not _STORED.fullmatch(event.timestamp):
+        raise ChainBroken(event.seq, "timestamp is not in the form YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    try:
+        datetime.fromisoformat(event.timestamp)
+    except ValueError:
+        raise ChainBroken(event.seq, f"timestamp {event.timestamp} is not a real moment") from None
 
 
 def canonical_bytes(
@@ -179,7 +219,9 @@ def record(head: Head, new: State, now: datetime | str) -> Event:
 
 
 def evolve(head: Head, event: Event) -> Head:
-    """Apply a recorded event to `head`, refusing any event that does not continue the chain."""
+    """Apply a recorded event to `head`, refusing any event that does not continue the chain or
+    that breaks the domain's rules about values (`check_event`)."""
+    check_event(event)
     if event.seq != head.version + 1:
         expected = head.version + 1
         raise ChainBroken(
@@ -226,6 +268,7 @@ def fold_rows(rows: Iterable[Row], head: Head | None = None) -> Head:
         if timestamp is not None and timestamp_ < timestamp:
             raise ChainBroken(seq_, "timestamp is earlier than the previous event's")
         new = State(new_counter, new_message)
+        check_event(Event(seq_, timestamp_, state, new, hash_))
         if hash_ != chain_hash(seq_, timestamp_, state, new, previous_hash):
             raise ChainBroken(seq_, "hash does not match the event's contents and its predecessor")
         seq, state, timestamp, previous_hash = seq_, new, timestamp_, hash_

@@ -60,6 +60,8 @@ class EventService:
         self.projection = Projection(log, shared=shared)
         self._shared = shared
         self._changed = asyncio.Event()
+        self._tail_version = -1
+        self._tail_pages: dict[tuple[int, int], list[Event]] = {}
         self._pushed = False  # whether the store wakes us when another process commits
         self._stopped = False
         self._seen = 0
@@ -71,6 +73,11 @@ class EventService:
     def _committed(self, head: Head) -> None:
         self.projection.advance(head)
         self._seen = head.version
+        # Wake the live tails only after the updates' own responses are on their way: the
+        # callbacks that resume the updating requests are queued before this one runs.
+        asyncio.get_running_loop().call_soon(self._wake_tails)
+
+    def _wake_tails(self) -> None:
         self._changed.set()  # wake every tail waiting for news, then arm a fresh event
         self._changed = asyncio.Event()
 
@@ -151,6 +158,20 @@ class EventService:
     def page(self, *, after: int, before: int | None, limit: int, descending: bool) -> list[Event]:
         """A page of events by keyset."""
         return self.log.page(after=after, before=before, limit=limit, descending=descending)
+
+    def events_after(self, after: int, limit: int) -> list[Event]:
+        """Up to `limit` events after `after`, for live tails: every tail woken by one commit asks
+        the same question, so the answer is read once per version and shared."""
+        version = self.projection.current().version
+        if version != self._tail_version:
+            self._tail_pages.clear()
+            self._tail_version = version
+        key = (after, limit)
+        events = self._tail_pages.get(key)
+        if events is None:
+            events = self._tail_pages[key] = self.page(after=after, before=None, limit=limit,
+                                                       descending=False)
+        return events
 
     def event(self, seq: int) -> Event:
         """One event; NotFound if there is none at `seq`."""

@@ -101,6 +101,7 @@ class Settings:
     access_log: bool = False
     write_rate_limit: tuple[str, int] | None = None
     max_header_bytes: int = 16 * 1024
+    body_timeout_seconds: float = 10.0
     signing_key_file: Path | None = attrs.field(
         default=None, converter=attrs.converters.optional(Path))
     # Off-host replication with Litestream (SQLite only); see replication.py.
@@ -118,9 +119,15 @@ class Settings:
                 "use long random keys (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
         if self.synchronous not in SYNCHRONOUS_LEVELS:
-            raise SettingsError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
+            raise SettingsError(f"EVENTSTATE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS_LEVELS)}, "
+                                f"not {self.synchronous!r}")
         if self.log_level not in LOG_LEVELS:
-            raise SettingsError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+            raise SettingsError(f"EVENTSTATE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                                f"not {self.log_level!r}")
+        if self.protect_reads and not self.api_keys:
+            # Protecting reads with no key would serve everything to everyone: refuse to start.
+            raise SettingsError("EVENTSTATE_PROTECT_READS=true needs at least one key in "
+                                "EVENTSTATE_API_KEYS or EVENTSTATE_API_KEYS_FILE; none is set")
         self._check_replica()
 
     def _check_replica(self) -> None:
@@ -152,7 +159,7 @@ class Settings:
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @classmethod
-    def from_env(  # noqa: PLR0912 - one branch per documented variable reads best
+    def from_env(  # noqa: PLR0912, PLR0915 - one branch per documented variable reads best
         cls, env: Mapping[str, str] | None = None, **overrides: object
     ) -> Settings:
         """Settings from `EVENTSTATE_*` variables, then explicit overrides (e.g. CLI flags)."""
@@ -176,12 +183,17 @@ class Settings:
             values["busy_timeout_ms"] = _int("EVENTSTATE_BUSY_TIMEOUT_MS", v, 0, 600_000)
         keys: tuple[str, ...] = ()
         if (v := get("API_KEYS")) is not None:
+            if v.strip() and not _keys(v):
+                raise SettingsError(f"EVENTSTATE_API_KEYS holds no key after trimming: {v!r}")
             keys += _keys(v)
         if (v := get("API_KEYS_FILE")) is not None:
             try:
-                keys += _keys(Path(v).read_text(encoding="utf-8"))
+                from_file = _keys(Path(v).read_text(encoding="utf-8"))
             except OSError as e:
                 raise SettingsError(f"cannot read EVENTSTATE_API_KEYS_FILE {v}: {e.strerror}") from None
+            if not from_file:
+                raise SettingsError(f"EVENTSTATE_API_KEYS_FILE {v} holds no key")
+            keys += from_file
         if keys:
             values["api_keys"] = keys
         if (v := get("PROTECT_READS")) is not None:
@@ -200,6 +212,8 @@ class Settings:
             values["write_rate_limit"] = _rate("EVENTSTATE_WRITE_RATE_LIMIT", v)
         if (v := get("MAX_HEADER_BYTES")) is not None:
             values["max_header_bytes"] = _int("EVENTSTATE_MAX_HEADER_BYTES", v, 1024, 1024 * 1024)
+        if (v := get("BODY_TIMEOUT_SECONDS")) is not None:
+            values["body_timeout_seconds"] = float(_int("EVENTSTATE_BODY_TIMEOUT_SECONDS", v, 1, 3600))
         if (v := get("ACCESS_LOG")) is not None:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
         if (v := get("SIGNING_KEY_FILE")) is not None and v.strip():
@@ -224,6 +238,7 @@ class Settings:
             "EVENTSTATE_LOG_LEVEL": self.log_level,
             "EVENTSTATE_ACCESS_LOG": str(self.access_log).lower(),
             "EVENTSTATE_MAX_HEADER_BYTES": str(self.max_header_bytes),
+            "EVENTSTATE_BODY_TIMEOUT_SECONDS": str(int(self.body_timeout_seconds)),
             "EVENTSTATE_WRITE_RATE_LIMIT": (
                 f"{self.write_rate_limit[1]}/{self.write_rate_limit[0]}" if self.write_rate_limit else ""
             ),
@@ -237,3 +252,30 @@ class Settings:
             env["EVENTSTATE_REPLICA_MAX_LAG_SECONDS"] = str(self.replica_max_lag_s)
             env["EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS"] = str(self.replica_anchor_interval_s)
         return env  # API keys are not copied: workers inherit EVENTSTATE_API_KEYS(_FILE) as given
+
+
+SETTINGS_HELP = """settings (environment variables; flags above override them):
+  EVENTSTATE_DATABASE                 SQLite file or postgresql:// URL (default ./eventstate.db)
+  EVENTSTATE_HOST                     address to bind (default 127.0.0.1)
+  EVENTSTATE_PORT                     port (default 5000)
+  EVENTSTATE_WORKERS                  worker processes sharing the log (default 1)
+  EVENTSTATE_SYNCHRONOUS              FULL, EXTRA, NORMAL or OFF (default FULL)
+  EVENTSTATE_BUSY_TIMEOUT_MS          wait for another process's write lock (default 5000)
+  EVENTSTATE_API_KEYS                 comma-separated keys, 16+ characters each (default: none)
+  EVENTSTATE_API_KEYS_FILE            a file with one key per line (default: none)
+  EVENTSTATE_PROTECT_READS            also require a key for reads (default false; needs a key)
+  EVENTSTATE_IDEMPOTENCY_TTL_SECONDS  how long an Idempotency-Key is remembered (default 86400)
+  EVENTSTATE_MAX_BATCH                most updates per commit (default 256)
+  EVENTSTATE_MAX_PENDING              most queued updates; more get 503 (default 4096)
+  EVENTSTATE_WRITE_RATE_LIMIT         per-client write limit, e.g. 100/second (default: none)
+  EVENTSTATE_MAX_HEADER_BYTES         request-header limit; more get 431 (default 16384)
+  EVENTSTATE_BODY_TIMEOUT_SECONDS     deadline for a request body to arrive; then 408 (default 10)
+  EVENTSTATE_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR (default INFO)
+  EVENTSTATE_ACCESS_LOG               one JSON line per request (default false)
+  EVENTSTATE_SIGNING_KEY_FILE         Ed25519 key that signs checkpoints (default: none, no /checkpoint)
+  EVENTSTATE_REPLICA_URL              s3://BUCKET/PREFIX: replicate the SQLite log there with Litestream
+  EVENTSTATE_REPLICA_ENDPOINT         http(s)://HOST:PORT of an S3-compatible store (default: AWS)
+  EVENTSTATE_REPLICA_SYNC_INTERVAL_MS how often Litestream ships new pages (default 1000)
+  EVENTSTATE_REPLICA_MAX_LAG_SECONDS  replica lag that fails readiness; 0 = never (default 60)
+  EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS  how often the replicated head is anchored (default 60)
+"""

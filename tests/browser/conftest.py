@@ -7,19 +7,12 @@ one, or without Playwright, the tests skip with the reason, unless EVENTSTATE_RE
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-# The end-to-end checkpoint tests need the server side of signed checkpoints; on a tree without it
-# (the console landed first) they are not collected at all rather than skipped. The console's own
-# checks of notes and proofs are tested regardless, against a fixture (test_console_checkpoint.py).
-collect_ignore = ([] if importlib.util.find_spec("eventstate.checkpoints")
-                  else ["test_console_transparency.py"])
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-default-apps",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from datetime import datetime, timedelta
@@ -235,6 +236,36 @@ def test_a_new_event_appears_within_a_second_and_the_tail_resumes(
     assert "99" == page.inner_text("#state .counter")
     assert [7, 6, 5, 4, 3, 2, 1] == [r["seq"] for r in page.evaluate(READ_ROWS)]
     page.wait_for_selector("#chain-all.good >> text=from seq 1 to 7")
+
+
+def test_a_log_that_went_backwards_is_reported_not_tailed(
+    server_factory: type[ServerProcess], db_path: Path, tmp_path: Path, open_page: Any,
+) -> None:
+    """If the server comes back with a log that ends before what the page showed (a restored old
+    copy), the page says so in red instead of waiting silently for seqs that will never come."""
+    server = server_factory(db_path).start()
+    seed(server, 5)
+    server.stop()
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    for part in db_path.parent.glob(db_path.name + "*"):
+        shutil.copy2(part, saved / part.name)
+    server.start()
+    seed(server, 5)
+    page = open_page(f"{server.url}/console").page
+    page.wait_for_selector("#connection.live")
+    page.wait_for_selector("#seq-10")
+
+    server.stop()
+    page.wait_for_selector("#connection.down")
+    for part in db_path.parent.glob(db_path.name + "*"):
+        part.unlink()
+    for part in saved.iterdir():
+        shutil.copy2(part, db_path.parent / part.name)
+    server.start()
+    page.wait_for_selector("#alert:not([hidden])", timeout=20_000)
+    assert "now ends at seq 5, before seq 10" in page.inner_text("#alert")
+    assert "went backwards" in page.inner_text("#connection")
 
 
 def test_an_unreachable_server_is_said_in_words(server: ServerProcess, open_page: Any) -> None:

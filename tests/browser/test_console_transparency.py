@@ -1,8 +1,5 @@
-"""End to end: the console checks a real server's signed checkpoint and inclusion proofs.
-
-These need the server side of signed checkpoints (`eventstate keygen`, `GET /checkpoint`,
-`GET /proofs/inclusion/{seq}`); tests/browser/conftest.py leaves this file out where that is absent.
-"""
+"""End to end: the console checks a real server's signed checkpoint and inclusion proofs
+(`eventstate keygen`, `EVENTSTATE_SIGNING_KEY_FILE`, `GET /checkpoint`, `GET /proofs/inclusion/{seq}`)."""
 
 from __future__ import annotations
 

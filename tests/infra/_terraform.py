@@ -15,6 +15,7 @@ from typing import NoReturn
 import httpx
 import pytest
 
+from eventstate.deploy.session import ensure_state_bucket, s3_backend_config
 from eventstate.deploy.terraform import Terraform, cli_config, find_provider_mirror, find_terraform
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ REQUIRE_TERRAFORM = "EVENTSTATE_REQUIRE_TERRAFORM"
 REQUIRE_DOCKER = "EVENTSTATE_REQUIRE_DOCKER"
 MOTO_REGION = "eu-west-1"
 # The AWS APIs the root module calls; each is pointed at moto.
-MOTO_SERVICES = ("ec2", "ecr", "iam", "kms", "s3", "ssm", "sts")
+MOTO_SERVICES = ("cloudwatch", "ec2", "ecr", "iam", "kms", "logs", "route53", "s3", "sns", "ssm", "sts")
 
 
 def unavailable(reason: str, require_env: str = REQUIRE_TERRAFORM) -> NoReturn:
@@ -112,8 +113,38 @@ def moto_endpoint() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def aws_terraform(workdir: Path, endpoint: str) -> Terraform:
-    """The adapter over a copy of infra/aws that talks to moto at ENDPOINT."""
+STATE_BUCKET = "eventstate-tfstate-123456789012-eu-west-1"
+
+
+def moto_backend(key: str) -> dict[str, str]:
+    """The S3 backend settings a deploy uses, plus what an emulator needs (path-style, no STS)."""
+    return {
+        **s3_backend_config(STATE_BUCKET, key, MOTO_REGION),
+        "use_path_style": "true",
+        "skip_credentials_validation": "true",
+        "skip_requesting_account_id": "true",
+        "skip_metadata_api_check": "true",
+        "skip_region_validation": "true",
+    }
+
+
+def aws_terraform(
+    workdir: Path, endpoint: str, state_key: str = "eventstate/default/terraform.tfstate"
+) -> Terraform:
+    """The adapter over a copy of infra/aws that talks to moto at ENDPOINT, its state in the S3
+    state bucket there (created as `nox -s state` creates it) under STATE_KEY."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=MOTO_REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    # moto is served over plain HTTP, so the TLS-only policy would lock Terraform out of it;
+    # test_state_bucket_refuses_plain_http checks that policy on a bucket of its own.
+    ensure_state_bucket(s3, STATE_BUCKET, MOTO_REGION, tls_only=False)
     config = provider_cli_config(workdir / "cli")
     copy = copy_infra(workdir / "checkout")
     (copy / "infra" / "aws" / "moto_override.tf").write_text(moto_override(endpoint))
@@ -122,5 +153,13 @@ def aws_terraform(workdir: Path, endpoint: str) -> Terraform:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
+        # The S3 backend reads its endpoint from here.
+        "AWS_ENDPOINT_URL_S3": endpoint,
     }
-    return Terraform(copy / "infra" / "aws", workdir / "state", executable=terraform_executable(), env=env)
+    return Terraform(
+        copy / "infra" / "aws",
+        workdir / "state",
+        executable=terraform_executable(),
+        env=env,
+        backend_config=moto_backend(state_key),
+    )

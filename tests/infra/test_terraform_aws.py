@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
+import os
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from _terraform import MOTO_REGION, aws_terraform, moto_endpoint
+from _terraform import MOTO_REGION, STATE_BUCKET, aws_terraform, moto_endpoint
+from botocore.exceptions import ClientError
 
+from eventstate.deploy.session import ensure_state_bucket, image_only_change, upgrade_in_place
 from eventstate.deploy.terraform import Terraform
 
 __all__ = ["moto_endpoint"]  # a fixture, used by name
@@ -21,13 +27,44 @@ pytestmark = [pytest.mark.terraform, pytest.mark.slow]
 STACK = "es-moto"
 RUNNER_CIDR = "203.0.113.7/32"
 API_KEY = "moto-test-key-0123456789abcdef"
+STATE_KEY = f"{STACK}/default/terraform.tfstate"
 VARIABLES: dict[str, Any] = {
     "name": STACK,
+    "environment": "default",
     "region": MOTO_REGION,
     "allowed_cidrs": [RUNNER_CIDR],
     "api_keys": [API_KEY],
     "image_tag": "0.1.0-0123456789ab",
 }
+STAGING = {**VARIABLES, "name": f"{STACK}-staging", "environment": "staging"}
+STAGING_KEY = f"{STACK}-staging/staging/terraform.tfstate"
+# What a second operator's plan printed while the first apply held the state lock.
+OBSERVED: dict[str, subprocess.CompletedProcess[str]] = {}
+
+
+def second_operator_plan(tf: Terraform, variables: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """`terraform plan` run as another operator would, not waiting for a lock it cannot get."""
+    var_file = tf.state_dir / "second-operator.tfvars.json"
+    var_file.write_text(json.dumps(variables))
+    return subprocess.run(
+        [tf.executable, "plan", "-input=false", "-no-color", "-lock-timeout=0s", f"-var-file={var_file}"],
+        cwd=tf.module_dir,
+        env={**os.environ, **tf.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def wait_for_lock_file(endpoint: str, key: str, timeout: float = 120) -> None:
+    """Poll until the S3 backend's lock file for KEY exists (an apply holds the lock)."""
+    s3 = client(endpoint, "s3")
+    deadline = time.monotonic() + timeout
+    while "Contents" not in s3.list_objects_v2(Bucket=STATE_BUCKET, Prefix=f"{key}.tflock"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no lock file for {key} within {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +72,44 @@ def stack(
     moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Terraform, dict[str, Any]]]:
     """The stack applied against moto; destroyed again (idempotently) when the module is done."""
-    tf = aws_terraform(tmp_path_factory.mktemp("aws"), moto_endpoint)
+    tf = aws_terraform(tmp_path_factory.mktemp("aws"), moto_endpoint, STATE_KEY)
     tf.init()
     started = time.monotonic()
-    tf.apply(tf.plan(VARIABLES), stream=False)
+    # A second operator plans while this apply runs: the lock file must turn them away.
+    failure: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            tf.apply(tf.plan(VARIABLES), stream=False)
+        except BaseException as e:  # reported by the main thread
+            failure.append(e)
+
+    applying = threading.Thread(target=apply)
+    applying.start()
+    try:
+        wait_for_lock_file(moto_endpoint, STATE_KEY)
+        OBSERVED["second_plan"] = second_operator_plan(tf, VARIABLES)
+    finally:
+        applying.join(timeout=900)
+    if failure:
+        raise failure[0]
     print(f"moto apply: {time.monotonic() - started:.0f}s")
     yield tf, tf.outputs()
     tf.destroy(VARIABLES, stream=False)
+
+
+@pytest.fixture(scope="module")
+def staging(
+    stack: Any, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Terraform, dict[str, Any]]]:
+    """A second environment of the same stack, applied beside the first (own state key and names)."""
+    tf = aws_terraform(tmp_path_factory.mktemp("aws-staging"), moto_endpoint, STAGING_KEY)
+    tf.init()
+    started = time.monotonic()
+    tf.apply(tf.plan(STAGING), stream=False)
+    print(f"moto apply (staging): {time.monotonic() - started:.0f}s")
+    yield tf, tf.outputs()
+    tf.destroy(STAGING, stream=False)
 
 
 def client(endpoint: str, service: str) -> Any:
@@ -61,8 +129,9 @@ def instance(endpoint: str, instance_id: str) -> dict[str, Any]:
     return dict(reservations["Reservations"][0]["Instances"][0])
 
 
-def test_only_ingress_is_app_port_from_runner(stack: Any, moto_endpoint: str) -> None:
-    """The security group lets in TCP 5000 from the runner's /32 and nothing else."""
+def test_only_ingress_is_https_and_redirects_from_runner(stack: Any, moto_endpoint: str) -> None:
+    """The security group lets in 443 (and 80, which only redirects) from the runner's /32; the
+    app's own port is not open to anyone."""
     _, outputs = stack
     groups = instance(moto_endpoint, outputs["instance_id"])["SecurityGroups"]
     (group,) = client(moto_endpoint, "ec2").describe_security_groups(GroupIds=[g["GroupId"] for g in groups])[
@@ -73,7 +142,7 @@ def test_only_ingress_is_app_port_from_runner(stack: Any, moto_endpoint: str) ->
         (p["IpProtocol"], p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]])
         for p in group["IpPermissions"]
     ]
-    assert rules == [("tcp", 5000, 5000, [RUNNER_CIDR])]
+    assert sorted(rules) == [("tcp", 80, 80, [RUNNER_CIDR]), ("tcp", 443, 443, [RUNNER_CIDR])]
     assert all(r.get("Description") for p in group["IpPermissions"] for r in p["IpRanges"])
     assert [(p["FromPort"], p["ToPort"]) for p in group["IpPermissionsEgress"]] == [(443, 443)]
 
@@ -104,13 +173,35 @@ def test_user_data_carries_image_and_mount_not_secret(stack: Any, moto_endpoint:
     attribute = client(moto_endpoint, "ec2").describe_instance_attribute(
         InstanceId=outputs["instance_id"], Attribute="userData"
     )
-    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    # Sent gzip-compressed (cloud-init unpacks it): the boot script alone is near the 16 KiB limit.
+    user_data = gzip.decompress(base64.b64decode(attribute["UserData"]["Value"])).decode()
 
-    assert f"EVENTSTATE_BOOT_IMAGE='{outputs['image']}'" in user_data
+    # The image is read from its parameter at every `up`: a new image changes no user data.
+    assert "EVENTSTATE_BOOT_IMAGE=''" in user_data
+    assert f"EVENTSTATE_BOOT_IMAGE_PARAMETER='{outputs['image_parameter']}'" in user_data
     assert outputs["image"].endswith(":0.1.0-0123456789ab")
     assert f"EVENTSTATE_BOOT_DATA_VOLUME_ID='{outputs['data_volume_id']}'" in user_data
     assert "nofail" in user_data
     assert API_KEY not in user_data
+    assert f"EVENTSTATE_BOOT_TLS_SITES='{outputs['public_ip']}'" in user_data
+    assert f"EVENTSTATE_BOOT_CA_PARAMETER='{outputs['tls_root_ca_parameter']}'" in user_data
+
+
+def test_stable_https_address_is_the_elastic_ip(stack: Any, moto_endpoint: str) -> None:
+    """The URL is HTTPS on an Elastic IP associated with the instance, so it survives replacement;
+    the root certificate to trust has its SSM parameter, which the instance may write."""
+    _, outputs = stack
+    ec2 = client(moto_endpoint, "ec2")
+    (address,) = ec2.describe_addresses(PublicIps=[outputs["public_ip"]])["Addresses"]
+
+    assert outputs["url"] == f"https://{outputs['public_ip']}"
+    assert address["InstanceId"] == outputs["instance_id"]
+    assert outputs["tls_root_ca_parameter"] == f"/{STACK}/tls-root-ca"
+    role = f"{STACK}-instance"
+    policy = client(moto_endpoint, "iam").get_role_policy(RoleName=role, PolicyName=role)
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert statements["PublishRootCertificate"]["Action"] == "ssm:PutParameter"
+    assert statements["PublishRootCertificate"]["Resource"].endswith(f":parameter/{STACK}/tls-root-ca")
 
 
 def test_api_keys_are_a_secure_string(stack: Any, moto_endpoint: str) -> None:
@@ -194,12 +285,132 @@ def test_user_data_carries_the_replica_url_and_no_secret(stack: Any, moto_endpoi
     attribute = client(moto_endpoint, "ec2").describe_instance_attribute(
         InstanceId=outputs["instance_id"], Attribute="userData"
     )
-    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    user_data = gzip.decompress(base64.b64decode(attribute["UserData"]["Value"])).decode()
 
     assert f"EVENTSTATE_BOOT_REPLICA_URL='{outputs['replica_url']}'" in user_data
     assert "restore_if_empty" in user_data
     for secret in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "testing", API_KEY):
         assert secret not in user_data
+
+
+def test_second_operator_is_refused_while_an_apply_holds_the_lock(stack: Any) -> None:
+    """While one apply runs, another operator's plan on the same state fails on the lock file."""
+    refused = OBSERVED["second_plan"]
+
+    assert refused.returncode != 0
+    assert "Error acquiring the state lock" in refused.stderr
+    assert f"{STATE_BUCKET}/{STATE_KEY}" in refused.stderr
+
+
+def test_state_is_shared_in_a_versioned_encrypted_bucket_without_api_keys(
+    stack: Any, moto_endpoint: str
+) -> None:
+    """The state lives in the S3 state bucket (versioned, encrypted, private); the lock is released
+    after apply; the API keys reached SSM but are nowhere in the state (write-only attribute)."""
+    s3 = client(moto_endpoint, "s3")
+    body = s3.get_object(Bucket=STATE_BUCKET, Key=STATE_KEY)["Body"].read().decode()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=STATE_BUCKET)["Contents"]]
+    rules = s3.get_bucket_encryption(Bucket=STATE_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    public = s3.get_public_access_block(Bucket=STATE_BUCKET)["PublicAccessBlockConfiguration"]
+
+    assert '"aws_ssm_parameter"' in body
+    assert API_KEY not in body
+    assert f"{STATE_KEY}.tflock" not in keys
+    assert s3.get_bucket_versioning(Bucket=STATE_BUCKET)["Status"] == "Enabled"
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert all(public.values())
+
+
+def test_state_bucket_refuses_plain_http(moto_endpoint: str) -> None:
+    """The state bucket as `nox -s state` makes it refuses requests that do not come over TLS
+    (moto enforces the policy, and it is served over plain HTTP: so even its owner is refused)."""
+    s3 = client(moto_endpoint, "s3")
+    bucket = "eventstate-tfstate-tls-only-check"
+    ensure_state_bucket(s3, bucket, MOTO_REGION)
+    ensure_state_bucket(s3, bucket, MOTO_REGION)  # idempotent
+
+    with pytest.raises(ClientError, match=r"Forbidden|AccessDenied"):
+        s3.put_object(Bucket=bucket, Key="k", Body=b"state")
+
+
+def test_two_environments_side_by_side(stack: Any, staging: Any, moto_endpoint: str) -> None:
+    """staging has its own state key, names, tags and address, and leaves the default one alone."""
+    (_, default_outputs), (_, staging_outputs) = stack, staging
+    ec2 = client(moto_endpoint, "ec2")
+    tags = {
+        outputs["instance_id"]: {
+            t["Key"]: t["Value"] for t in instance(moto_endpoint, outputs["instance_id"])["Tags"]
+        }
+        for outputs in (default_outputs, staging_outputs)
+    }
+    s3_keys = [o["Key"] for o in client(moto_endpoint, "s3").list_objects_v2(Bucket=STATE_BUCKET)["Contents"]]
+
+    assert tags[default_outputs["instance_id"]]["Environment"] == "default"
+    assert tags[staging_outputs["instance_id"]]["Environment"] == "staging"
+    assert tags[staging_outputs["instance_id"]]["Name"] == f"{STACK}-staging"
+    assert staging_outputs["public_ip"] != default_outputs["public_ip"]
+    assert staging_outputs["api_keys_parameter"] == f"/{STACK}-staging/api-keys"
+    assert {STATE_KEY, STAGING_KEY} <= set(s3_keys)
+    running = [i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert {default_outputs["instance_id"], staging_outputs["instance_id"]} <= set(running)
+
+
+def test_new_image_is_an_in_place_upgrade_not_a_new_instance(
+    stack: Any, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new tag changes only the image parameter; deploy then sends the upgrade document to the
+    same instance through SSM Run Command (moto records the command but runs no script)."""
+    tf, outputs = stack
+    plan = tf.plan({**VARIABLES, "image_tag": "0.1.1-fedcba987654"})
+    plan.path.unlink()
+    ssm = client(moto_endpoint, "ssm")
+    document = ssm.get_document(Name=outputs["upgrade_document"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    said: list[str] = []
+    command_id = upgrade_in_place(outputs, timeout=60, say=said.append, interval=0.2)
+    (command,) = ssm.list_commands(CommandId=command_id)["Commands"]
+
+    assert [(c.address, c.actions) for c in plan.changes] == [("aws_ssm_parameter.image", ("update",))]
+    assert image_only_change(plan)
+    assert "/usr/local/sbin/eventstate-boot up" in document["Content"]
+    assert command["DocumentName"] == outputs["upgrade_document"]
+    # (moto lists every instance it knows under the command; the request named only this one)
+    assert outputs["instance_id"] in command["InstanceIds"]
+    assert said[0].startswith(f"upgrading {outputs['instance_id']} in place")
+
+
+def test_ecr_keeps_the_last_ten_images(stack: Any, moto_endpoint: str) -> None:
+    """The repository expires all but the last 10 images: what rollback can go back to."""
+    _, outputs = stack
+    repository = outputs["ecr_repository_url"].split("/", 1)[1]
+    policy = client(moto_endpoint, "ecr").get_lifecycle_policy(repositoryName=repository)
+    (rule,) = json.loads(policy["lifecyclePolicyText"])["rules"]
+
+    assert rule["selection"]["countType"] == "imageCountMoreThan"
+    assert rule["selection"]["countNumber"] == 10
+
+
+def test_logs_and_alarms_go_to_one_topic(stack: Any, moto_endpoint: str) -> None:
+    """Container logs have a group with retention; readiness, disk and 5xx alarms notify SNS."""
+    _, outputs = stack
+    groups = client(moto_endpoint, "logs").describe_log_groups(logGroupNamePrefix=outputs["log_group"])
+    (group,) = [g for g in groups["logGroups"] if g["logGroupName"] == outputs["log_group"]]
+    filters = client(moto_endpoint, "logs").describe_metric_filters(logGroupName=outputs["log_group"])
+    names = [f"{STACK}-not-ready", f"{STACK}-data-disk-80", f"{STACK}-5xx-rate"]
+    alarms = client(moto_endpoint, "cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+    by_name = {a["AlarmName"]: a for a in alarms}
+
+    assert group["retentionInDays"] == 30
+    assert {f["metricTransformations"][0]["metricName"] for f in filters["metricFilters"]} == {
+        "Requests",
+        "ServerErrors",
+    }
+    assert set(by_name) == set(names)
+    assert all(a["AlarmActions"] == [outputs["alarm_topic_arn"]] for a in alarms)
+    assert by_name[f"{STACK}-data-disk-80"]["Threshold"] == 80
+    assert by_name[f"{STACK}-not-ready"]["TreatMissingData"] == "breaching"
 
 
 def test_second_plan_shows_no_drift(stack: Any) -> None:
@@ -231,7 +442,9 @@ def test_destroy_leaves_nothing_but_final_snapshot(stack: Any, moto_endpoint: st
     assert f"{STACK}-instance" not in names
     parameters = client(moto_endpoint, "ssm").describe_parameters()["Parameters"]
     assert [p["Name"] for p in parameters if p["Name"].startswith(f"/{STACK}/")] == []
-    assert client(moto_endpoint, "ecr").describe_repositories()["repositories"] == []
+    assert ec2.describe_addresses(Filters=stack_filter)["Addresses"] == []
+    repositories = client(moto_endpoint, "ecr").describe_repositories()["repositories"]
+    assert STACK not in [r["repositoryName"] for r in repositories]
     # The replica bucket was empty (nothing replicated to it here), so destroy could remove it.
     buckets = client(moto_endpoint, "s3").list_buckets()["Buckets"]
     assert outputs["replica_bucket"] not in [b["Name"] for b in buckets]

@@ -20,6 +20,8 @@ USER_DATA_VARIABLES = {
     "api_keys_parameter": "/eventstate/api-keys",
     "aws_region": "eu-west-1",
     "registry": "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+    "tls_sites": ["203.0.113.10"],
+    "ca_parameter": "/eventstate/tls-root-ca",
 }
 
 

@@ -333,7 +333,9 @@ def test_replay_checks_the_chain_up_to_the_point_asked(log: Path) -> None:
 def export(path: Path, out: Path, *extra: str) -> Path:
     """Run `eventstate export` into `out`; return `out`."""
     result = run_main("export", "--database", path, "--output", out, *extra)
-    assert (0, "") == (result.code, result.err)
+    assert 0 == result.code
+    assert result.err.startswith("exported ")
+    assert 1 == len(result.err.splitlines())
     return out
 
 

@@ -125,6 +125,7 @@ def test_malformed_requests_over_a_real_socket(live_server, body, status, why):
 def test_malformed_headers_over_a_real_socket(live_server, headers, status):
     """Bad or failing headers, or a body over 64 KiB, get their 4xx and write nothing."""
     body = b'{"message": "' + b"x" * 70_000 + b'"}' if "X-Body" in headers else b'{"counter": 1}'
-    response = httpx.post(f"{live_server}/update", content=body, headers=headers)
+    response = httpx.post(f"{live_server}/update", content=body,
+                          headers={"content-type": "application/json", **headers})
     assert status == response.status_code
     assert 0 == httpx.get(f"{live_server}/status").json()["version"]

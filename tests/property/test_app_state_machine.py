@@ -86,7 +86,8 @@ class EventstateMachine(RuleBasedStateMachine):
     @rule(body=st.sampled_from([b"{", b'{"counter": "1"}', b'{"counter": 1.5}', b'{"x": 1}',
                                 b'{"counter": 9223372036854775808}']))
     def bad_update(self, body: bytes) -> None:
-        assert self.client.post("/update", content=body).status_code in (400, 422)
+        assert self.client.post("/update", content=body,
+                                headers={"content-type": "application/json"}).status_code in (400, 422)
 
     @rule()
     def restart(self) -> None:

@@ -6,8 +6,14 @@ locals {
 
   user_data = templatefile("${local.bootstrap_dir}/user-data.sh.tftpl", {
     image              = var.image
+    image_parameter    = var.image_parameter
     container_name     = var.container_name
-    app_port           = var.app_port
+    tls_sites          = join(" ", var.tls_sites)
+    tls_issuer         = var.tls_issuer
+    acme_email         = var.acme_email
+    ca_parameter       = var.ca_parameter
+    log_group          = var.log_group
+    metrics_namespace  = var.metrics_namespace
     data_dir           = var.data_dir
     data_volume_id     = var.data_volume_id
     api_keys_parameter = var.api_keys_parameter

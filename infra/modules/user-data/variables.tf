@@ -6,7 +6,7 @@ variable "image" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9._/:@-]*$", var.image)) && length(var.image) <= 255
+    condition     = (var.image == "" || can(regex("^[a-z0-9][a-z0-9._/:@-]*$", var.image))) && length(var.image) <= 255
     error_message = "The image must be a lower-case image reference (registry/name:tag or @digest)."
   }
 }
@@ -22,14 +22,46 @@ variable "container_name" {
   }
 }
 
-variable "app_port" {
-  description = "Host port the service is published on (the container listens on 5000)."
-  type        = number
-  default     = 5000
+variable "tls_sites" {
+  description = "Names or addresses the TLS terminator serves: the domain, or the Elastic IP without one."
+  type        = list(string)
 
   validation {
-    condition     = var.app_port >= 1024 && var.app_port <= 65535 && floor(var.app_port) == var.app_port
-    error_message = "The port must be an unprivileged port number (1024-65535)."
+    condition     = length(var.tls_sites) > 0 && alltrue([for s in var.tls_sites : can(regex("^[a-z0-9][a-z0-9.-]*[a-z0-9]$", s))])
+    error_message = "Give at least one lower-case host name or IPv4 address."
+  }
+}
+
+variable "tls_issuer" {
+  description = "internal (the terminator's own CA, published to ca_parameter) or acme (Let's Encrypt, with HSTS)."
+  type        = string
+  default     = "internal"
+
+  validation {
+    condition     = contains(["internal", "acme"], var.tls_issuer)
+    error_message = "The issuer must be internal or acme."
+  }
+}
+
+variable "acme_email" {
+  description = "Contact address for the ACME account (optional)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.acme_email == "" || can(regex("^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$", var.acme_email))
+    error_message = "The ACME e-mail must be an address or empty."
+  }
+}
+
+variable "ca_parameter" {
+  description = "SSM parameter the internal root certificate is published to (empty with acme)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ca_parameter == "" || can(regex("^/[A-Za-z0-9_./-]+$", var.ca_parameter))
+    error_message = "The parameter name must be a path such as /eventstate/tls-root-ca."
   }
 }
 
@@ -93,6 +125,39 @@ variable "ready_timeout" {
   validation {
     condition     = var.ready_timeout >= 10 && var.ready_timeout <= 3600
     error_message = "The timeout must be between 10 and 3600 seconds."
+  }
+}
+
+variable "log_group" {
+  description = "CloudWatch Logs group the containers log to (awslogs driver); empty for Docker's default."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.log_group == "" || can(regex("^[A-Za-z0-9_./#-]+$", var.log_group))
+    error_message = "The log group name may hold letters, digits and _ . / # - only."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace the instance reports Ready and DataDiskUsedPercent to every minute; empty for no reports."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.metrics_namespace == "" || can(regex("^[A-Za-z0-9_./#-]+$", var.metrics_namespace))
+    error_message = "The namespace may hold letters, digits and _ . / # - only."
+  }
+}
+
+variable "image_parameter" {
+  description = "SSM parameter holding the image reference, read at every `up`: a new image is then a parameter change and an SSM Run Command, not new user data (which would replace the instance). Empty to use image."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.image_parameter == "" || can(regex("^/[A-Za-z0-9_./-]+$", var.image_parameter))
+    error_message = "The parameter name must be a path such as /eventstate/image."
   }
 }
 

@@ -259,11 +259,24 @@ function onLiveEvent(event) {
   }
 }
 
+// After a lost connection the log must still reach the seq this page has shown; a log that now ends
+// earlier was rolled back or replaced, which an auditor needs to hear rather than a silent tail.
+async function stillExtends() {
+  const status = await getJSON("/status");
+  if (status.version >= tailSeq) return true;
+  setConnection("down", "Live tail stopped: the log went backwards.");
+  showAlert(`The server's log now ends at seq ${status.version}, before seq ${tailSeq} that this page ` +
+    "already showed: it was rolled back or replaced. Reload the page to look at it as it is now.");
+  return false;
+}
+
 async function runTail(gen) {
   let backoff = 500;
+  let reconnecting = false;
   while (gen === generation) {
     tailCtl = new AbortController();
     try {
+      if (reconnecting && !(await stillExtends())) return;
       for await (const message of streamEvents(tailSeq, tailCtl.signal, {
         onOpen: () => { backoff = 500; setConnection("live", "Live: new events appear as they are committed"); },
       })) {
@@ -281,6 +294,7 @@ async function runTail(gen) {
       }
     }
     if (gen !== generation) return;
+    reconnecting = true;
     setConnection("down", `Live tail disconnected: the server cannot be reached. Reconnecting in ` +
       `${Math.round(backoff / 100) / 10} s, resuming after seq ${tailSeq}.`);
     await delay(backoff);

@@ -1,15 +1,19 @@
 """plan, deploy and destroy for the `aws` and `local` targets (`nox -s plan|deploy|destroy`).
 
-deploy = init -> plan summary -> apply -> wait for /health/ready -> GET /status -> print the URL.
-destroy = destroy -> confirm the state is empty. Both are idempotent.
+deploy = init -> plan summary -> apply -> wait for /health/ready over HTTPS (trusting the target's
+CA) -> GET /status -> print the URL, the CA file and a curl command that uses it.
+rollback = deploy of an image that was ready before (the previous one, or --to TAG/ID).
+destroy = destroy -> confirm the state is empty. All are idempotent.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
+import ssl
 import subprocess
 import sys
 import time
@@ -22,11 +26,15 @@ from typing import Any
 
 import attrs
 
-from eventstate.deploy.terraform import Plan, Terraform, cli_config, find_provider_mirror
+from eventstate.deploy.terraform import Plan, Terraform, TerraformError, cli_config, find_provider_mirror
 
 TARGETS = ("aws", "local")
 LOCAL_IMAGE = "eventstate:latest"
 STATE_ENV = "EVENTSTATE_DEPLOY_STATE"
+DEFAULT_ENV = "default"
+REGION_ENV = "EVENTSTATE_AWS_REGION"
+DEFAULT_REGION = "eu-west-1"
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 # Files whose change makes the locally built image stale.
 _IMAGE_INPUTS = ("Dockerfile", "pyproject.toml", ".dockerignore", "src")
 
@@ -42,6 +50,23 @@ class Target:
     name: str
     root: Path
     state_dir: Path
+    env: str = DEFAULT_ENV
+
+    @property
+    def stack_name(self) -> str:
+        """The name every resource of this environment carries: eventstate, eventstate-staging, ..."""
+        return "eventstate" if self.env == DEFAULT_ENV else f"eventstate-{self.env}"
+
+    @property
+    def var_files(self) -> list[Path]:
+        """The environment's own variables (infra/<target>/env/<env>.tfvars), when it has them."""
+        path = self.module_dir / "env" / f"{self.env}.tfvars"
+        return [path] if path.exists() else []
+
+    @property
+    def state_key(self) -> str:
+        """Where this environment's Terraform state lives in the state bucket."""
+        return f"{self.stack_name}/{self.env}/terraform.tfstate"
 
     @property
     def module_dir(self) -> Path:
@@ -58,17 +83,34 @@ class Target:
         """The non-secret variables of the last deploy, reused by destroy."""
         return self.state_dir / "inputs.json"
 
+    @property
+    def ca_file(self) -> Path:
+        """The root certificate the target's TLS terminator chains to (its internal CA)."""
+        return self.state_dir / "ca.crt"
+
+    @property
+    def releases_file(self) -> Path:
+        """One line per image that became ready on the target: time, image id, reference."""
+        return self.state_dir / "releases"
+
     @classmethod
-    def named(cls, name: str, root: Path) -> Target:
-        """The target NAME of the checkout at ROOT; its state is under infra/.state/ by default."""
+    def named(cls, name: str, root: Path, env: str = DEFAULT_ENV) -> Target:
+        """The target NAME (environment ENV) of the checkout at ROOT; its local files (API keys,
+        inputs) are under infra/.state/ by default."""
         if name not in TARGETS:
             raise DeployError(f"unknown target {name!r}: choose one of {', '.join(TARGETS)}")
+        if not _ENV_NAME.match(env):
+            raise DeployError(f"bad environment {env!r}: 1-16 of a-z, 0-9, '-', starting with a letter")
+        if env != DEFAULT_ENV and name != "aws":
+            raise DeployError("environments are for the aws target; the local target has one")
         state_root = Path(os.environ.get(STATE_ENV) or root / "infra" / ".state")
-        return cls(name=name, root=root.resolve(), state_dir=(state_root / name).resolve())
+        directory = name if env == DEFAULT_ENV else f"{name}-{env}"
+        return cls(name=name, root=root.resolve(), state_dir=(state_root / directory).resolve(), env=env)
 
 
 def terraform_for(target: Target) -> Terraform:
-    """The Terraform adapter for TARGET, using a hashicorp/aws mirror when the machine has one."""
+    """The Terraform adapter for TARGET, using a hashicorp/aws mirror when the machine has one;
+    the aws target keeps its state in the S3 state bucket (created here when missing)."""
     env: dict[str, str] = {}
     mirror = find_provider_mirror()
     if mirror is not None and target.name == "aws":
@@ -76,7 +118,94 @@ def terraform_for(target: Target) -> Terraform:
         config = target.state_dir / "terraform.rc"
         config.write_text(cli_config(mirror))
         env["TF_CLI_CONFIG_FILE"] = str(config)
-    return Terraform(target.module_dir, target.state_dir, env=env)
+    backend = None
+    if target.name == "aws":
+        import boto3  # only the aws target needs it
+
+        region = aws_region()
+        account = boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+        bucket = ensure_state_bucket(
+            boto3.client("s3", region_name=region), state_bucket_name(account, region), region
+        )
+        backend = s3_backend_config(bucket, target.state_key, region)
+    return Terraform(target.module_dir, target.state_dir, env=env, backend_config=backend)
+
+
+# ---- shared state ------------------------------------------------------------------------------
+
+
+def aws_region() -> str:
+    """The region of the aws target: EVENTSTATE_AWS_REGION, else AWS_REGION, else eu-west-1."""
+    return os.environ.get(REGION_ENV) or os.environ.get("AWS_REGION") or DEFAULT_REGION
+
+
+def state_bucket_name(account: str, region: str) -> str:
+    """One state bucket per account and region, shared by every environment (one key each)."""
+    return f"eventstate-tfstate-{account}-{region}"
+
+
+def s3_backend_config(bucket: str, key: str, region: str) -> dict[str, str]:
+    """The S3 backend settings: encrypted state, locked by a lock file beside it (Terraform >= 1.10)."""
+    return {"bucket": bucket, "key": key, "region": region, "encrypt": "true", "use_lockfile": "true"}
+
+
+def ensure_state_bucket(s3: Any, bucket: str, region: str, *, tls_only: bool = True) -> str:
+    """Create BUCKET (idempotently) as a Terraform state bucket: versioned (every state ever
+    written can be restored), encrypted by default, never public, and (TLS_ONLY, always outside an
+    emulator served over plain HTTP) refusing any request that does not come over TLS."""
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        options: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**options)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": True}
+            ]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    if not tls_only:
+        return bucket
+    deny_plain_http = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny_plain_http))
+    return bucket
+
+
+def state(target: Target, *, say: Callable[[str], None] = print) -> Terraform:
+    """Create the state bucket when missing and initialise TARGET's backend on it."""
+    tf = terraform_for(target)
+    tf.init()
+    if tf.backend_config is not None:
+        where = f"s3://{tf.backend_config['bucket']}/{tf.backend_config['key']}"
+        say(f"state: {where} (versioned, encrypted, locked with a lock file)")
+    else:
+        say(f"state: {tf.state_file}")
+    return tf
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -87,7 +216,7 @@ def plan(target: Target, *, say: Callable[[str], None] = print) -> Plan:
     tf = terraform_for(target)
     tf.init()
     variables = _variables(target, build_command=None, push=False)
-    result = tf.plan(variables)
+    result = tf.plan(variables, var_files=target.var_files)
     say(summary(result))
     return result
 
@@ -97,29 +226,170 @@ def deploy(
     *,
     build_command: str | None = None,
     ready_timeout: float | None = None,
+    image: str | None = None,
     say: Callable[[str], None] = print,
 ) -> str:
-    """Bring TARGET to a healthy service and return its URL."""
+    """Bring TARGET to a healthy service and return its URL (IMAGE: run this image as it is)."""
     tf = terraform_for(target)
     tf.init()
-    variables = _variables(target, build_command=build_command, push=True, tf=tf, say=say)
-    result = tf.plan(variables)
+    variables = _variables(target, build_command=build_command, push=True, tf=tf, say=say, image=image)
+    result = tf.plan(variables, var_files=target.var_files)
     say(summary(result))
-    if result.has_changes:
-        tf.apply(result)
-    else:
-        result.path.unlink(missing_ok=True)
-    _save_inputs(target, variables)
-    url = str(tf.outputs()["url"])
+    try:
+        if result.has_changes:
+            tf.apply(result)
+        else:
+            result.path.unlink(missing_ok=True)
+    except TerraformError as e:
+        reason = _boot_error(target)
+        raise DeployError(f"{e}\n{reason}" if reason else str(e)) from e
+    finally:
+        # Also after a failed apply (an image that never got ready): destroy needs the inputs.
+        _save_inputs(target, variables)
+    outputs = tf.outputs()
+    url = str(outputs["url"])
+    ca = Path(str(outputs["ca"])) if "ca" in outputs else None
     timeout = ready_timeout or (900.0 if target.name == "aws" else 180.0)
-    wait_until_ready(url, timeout=timeout)
-    status = fetch_status(url)
+    if target.name == "aws" and image_only_change(result):
+        upgrade_in_place(outputs, timeout=timeout, say=say)
+    if outputs.get("tls_root_ca_parameter"):
+        # No domain: the instance publishes its terminator's root certificate once it has one.
+        ca = save_root_ca(
+            str(outputs["tls_root_ca_parameter"]), str(outputs["region"]), target.ca_file, timeout=timeout
+        )
+    wait_until_ready(url, timeout=timeout, cafile=ca)
+    status = fetch_status(url, cafile=ca)
     say(f"GET {url}/status -> {json.dumps(status)}")
+    say(f"url: {url}")
+    if ca is not None:
+        say(f"ca: {ca}")
+        say(f"try: curl --cacert {shlex.quote(str(ca))} {url}/status")
     say(f"eventstate is up at {url}")
     say(f"API keys (X-API-KEY for POST /update): {target.api_keys_file}")
     if target.name == "aws":
         say(f"shell: aws ssm start-session --target {tf.outputs()['instance_id']}")
     return url
+
+
+def _boot_error(target: Target) -> str | None:
+    # The local target's boot script logs why `up` failed (e.g. "... rolled back to sha256:...").
+    log = target.state_dir / "eventstate-boot.log"
+    if target.name != "local" or not log.exists():
+        return None
+    errors = [line for line in log.read_text().splitlines() if "eventstate-boot[up]: error:" in line]
+    return errors[-1] if errors else None
+
+
+def releases(target: Target) -> list[tuple[str, str]]:
+    """The images that became ready on TARGET, oldest first, as (image id, reference) pairs."""
+    if not target.releases_file.exists():
+        return []
+    entries = (line.split() for line in target.releases_file.read_text().splitlines())
+    return [(fields[1], fields[2]) for fields in entries if len(fields) == 3]
+
+
+def rollback(
+    target: Target,
+    *,
+    to: str | None = None,
+    ready_timeout: float | None = None,
+    say: Callable[[str], None] = print,
+) -> str:
+    """Run the image that was ready before the current one again (or the one TO names)."""
+    if target.name == "aws":
+        return _rollback_aws(target, to=to, ready_timeout=ready_timeout, say=say)
+    history = releases(target)
+    if not history:
+        raise DeployError(f"no release is recorded in {target.releases_file}: deploy first")
+    current = history[-1][0]
+    if to is None:
+        earlier = [image_id for image_id, _ in history if image_id != current]
+        if not earlier:
+            raise DeployError("only one image was ever ready here: there is nothing to roll back to")
+        chosen = earlier[-1]
+    else:
+        matches = [i for i, ref in history if to in (i, ref) or i.startswith(f"sha256:{to}")]
+        if not matches:
+            raise DeployError(f"{to!r} never ran here; known: {', '.join(r for _, r in history)}")
+        chosen = matches[-1]
+    if local_image_id(chosen) is None:
+        raise DeployError(f"image {chosen} is no longer on this machine's Docker engine")
+    say(f"rolling back from {current[:19]} to {chosen[:19]}")
+    return deploy(target, image=chosen, ready_timeout=ready_timeout, say=say)
+
+
+def _rollback_aws(
+    target: Target, *, to: str | None, ready_timeout: float | None, say: Callable[[str], None]
+) -> str:
+    import boto3  # only the aws target needs it
+
+    tf = terraform_for(target)
+    tf.init()
+    outputs = tf.outputs()
+    if not outputs.get("image_tag"):
+        raise DeployError("rollback needs a deployed stack that runs an image from its own repository")
+    repository = str(outputs["ecr_repository_url"]).split("/", 1)[1]
+    ecr = boto3.client("ecr", region_name=str(outputs["region"]))
+    images = ecr.describe_images(repositoryName=repository, filter={"tagStatus": "TAGGED"})["imageDetails"]
+    tags = [t for image in sorted(images, key=lambda i: i["imagePushedAt"]) for t in image["imageTags"]]
+    current = str(outputs["image_tag"])
+    chosen = to if to is not None else previous_tag(tags, current)
+    if chosen not in tags:
+        raise DeployError(f"tag {chosen!r} is not in {repository}; it keeps: {', '.join(tags)}")
+    say(f"rolling back from {current} to {chosen}")
+    return deploy(target, image=chosen, ready_timeout=ready_timeout, say=say)
+
+
+def previous_tag(tags: list[str], current: str) -> str:
+    """The tag pushed just before CURRENT (TAGS oldest first)."""
+    if current not in tags or tags.index(current) == 0:
+        raise DeployError(f"no image older than {current} is kept in the repository to roll back to")
+    return tags[tags.index(current) - 1]
+
+
+def upgrade_in_place(
+    outputs: dict[str, Any], *, timeout: float, say: Callable[[str], None] = print, interval: float = 5.0
+) -> str:
+    """Run the stack's upgrade document on its instance (SSM Run Command) and wait for its end:
+    the boot script replaces the container with the image in the parameter, or rolls back.
+    Returns the command id."""
+    import boto3  # only the aws target needs it
+
+    ssm = boto3.client("ssm", region_name=str(outputs["region"]))
+    instance = str(outputs["instance_id"])
+    command = ssm.send_command(
+        DocumentName=str(outputs["upgrade_document"]),
+        InstanceIds=[instance],
+        Comment=f"eventstate: run {outputs['image']}",
+    )["Command"]["CommandId"]
+    say(f"upgrading {instance} in place (SSM command {command})")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = ssm.get_command_invocation(CommandId=command, InstanceId=instance)
+        except ssm.exceptions.InvocationDoesNotExist:
+            result = {"Status": "Pending"}
+        if result["Status"] == "Success":
+            return str(command)
+        if result["Status"] in ("Failed", "Cancelled", "TimedOut", "Cancelling"):
+            detail = str(result.get("StandardErrorContent") or result.get("StandardOutputContent") or "")
+            raise DeployError(
+                f"the upgrade on {instance} ended {result['Status']}; the boot script starts the previous "
+                f"image again when the new one never becomes healthy:\n{detail.strip()[-2000:]}"
+            )
+        if time.monotonic() >= deadline:
+            raise DeployError(f"SSM command {command} on {instance} did not finish within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def image_only_change(result: Plan) -> bool:
+    """Whether the plan changes the image reference without creating the instance: an upgrade
+    the running instance must be told to perform."""
+    image_updated = any(
+        c.address == "aws_ssm_parameter.image" and "update" in c.actions for c in result.changes
+    )
+    instance_created = any(c.address == "aws_instance.this" and "create" in c.actions for c in result.changes)
+    return image_updated and not instance_created
 
 
 def destroy(target: Target, *, say: Callable[[str], None] = print) -> None:
@@ -129,7 +399,7 @@ def destroy(target: Target, *, say: Callable[[str], None] = print) -> None:
     if not tf.resources():
         say(f"nothing deployed on {target.name}")
         return
-    tf.destroy(_saved_variables(target))
+    tf.destroy(_saved_variables(target), var_files=target.var_files)
     left = tf.resources()
     if left:
         raise DeployError(f"destroy left resources in the state: {', '.join(left)}")
@@ -148,7 +418,12 @@ def summary(result: Plan) -> str:
 # ---- health ------------------------------------------------------------------------------------
 
 
-def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0) -> None:
+def tls_context(cafile: Path | None) -> ssl.SSLContext:
+    """Verify servers against CAFILE only (the target's own CA), or the system's roots."""
+    return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+
+
+def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0, cafile: Path | None = None) -> None:
     """Poll URL/health/ready until it answers 200, showing progress; fail after TIMEOUT seconds."""
     started = time.monotonic()
     ready = f"{url}/health/ready"
@@ -156,7 +431,7 @@ def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0) -> None
     last_line = -10.0
     while True:
         elapsed = time.monotonic() - started
-        if _http_status(ready) == 200:
+        if _http_status(ready, cafile) == 200:
             sys.stderr.write(f"\r{ready}: ready after {elapsed:.0f}s\n")
             return
         if elapsed >= timeout:
@@ -170,9 +445,27 @@ def wait_until_ready(url: str, *, timeout: float, interval: float = 2.0) -> None
         time.sleep(interval)
 
 
-def fetch_status(url: str) -> dict[str, Any]:
-    """GET URL/status and check it has the documented shape."""
-    with urllib.request.urlopen(f"{url}/status", timeout=10) as response:  # noqa: S310  # http(s) URL from our own output
+def save_root_ca(parameter: str, region: str, path: Path, *, timeout: float) -> Path:
+    """Wait until the SSM PARAMETER holds a PEM certificate, write it to PATH and return PATH."""
+    import boto3  # only the aws target needs it
+
+    ssm = boto3.client("ssm", region_name=region)
+    deadline = time.monotonic() + timeout
+    while True:
+        value = str(ssm.get_parameter(Name=parameter)["Parameter"]["Value"])
+        if value.startswith("-----BEGIN CERTIFICATE-----"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(value.rstrip("\n") + "\n")
+            return path
+        if time.monotonic() >= deadline:
+            raise DeployError(f"SSM parameter {parameter} got no root certificate within {timeout:.0f}s")
+        time.sleep(5)
+
+
+def fetch_status(url: str, *, cafile: Path | None = None) -> dict[str, Any]:
+    """GET URL/status (trusting CAFILE for HTTPS) and check it has the documented shape."""
+    context = tls_context(cafile) if url.startswith("https:") else None
+    with urllib.request.urlopen(f"{url}/status", timeout=10, context=context) as response:  # noqa: S310  # http(s) URL from our own output
         body = json.load(response)
     missing = {"counter", "message", "version", "updated_at"} - set(body)
     if missing:
@@ -180,9 +473,10 @@ def fetch_status(url: str) -> dict[str, Any]:
     return dict(body)
 
 
-def _http_status(url: str) -> int | None:
+def _http_status(url: str, cafile: Path | None = None) -> int | None:
+    context = tls_context(cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # our own URL
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310  # our own URL
             return int(response.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
@@ -200,12 +494,13 @@ def _variables(
     push: bool,
     tf: Terraform | None = None,
     say: Callable[[str], None] = print,
+    image: str | None = None,
 ) -> dict[str, Any]:
     keys_file = ensure_api_keys(target.api_keys_file)
     if target.name == "local":
-        # EVENTSTATE_LOCAL_IMAGE runs an existing image as it is; by default eventstate:latest is
-        # (re)built when missing or stale.
-        image = os.environ.get("EVENTSTATE_LOCAL_IMAGE")
+        # IMAGE (a rollback) or EVENTSTATE_LOCAL_IMAGE runs an existing image as it is; by default
+        # eventstate:latest is (re)built when missing or stale.
+        image = image or os.environ.get("EVENTSTATE_LOCAL_IMAGE")
         if image is None:
             image = LOCAL_IMAGE
             if push:
@@ -223,9 +518,18 @@ def _variables(
         }
 
     variables: dict[str, Any] = {
+        "name": target.stack_name,
+        "environment": target.env,
+        "region": aws_region(),
         "allowed_cidrs": allowed_cidrs(),
         "api_keys": read_api_keys(keys_file),
+        # The keys are write-only in Terraform: SSM gets them again only when this number moves.
+        "api_keys_version": int(keys_file.stat().st_mtime),
     }
+    if image is not None:
+        # A rollback: a tag already in the stack's repository; nothing is built or pushed.
+        variables["image_tag"] = image
+        return variables
     given_image = os.environ.get("EVENTSTATE_DEPLOY_IMAGE")
     if given_image:
         variables["image"] = given_image
@@ -243,7 +547,7 @@ def _variables(
 def _push_to_ecr(tf: Terraform, variables: dict[str, Any], *, say: Callable[[str], None]) -> None:
     # The repository is part of the stack, so it is created first on its own, then the image goes
     # in, then the rest of the stack is applied and the instance can pull what it names.
-    repo_plan = tf.plan(variables, targets=["aws_ecr_repository.this"])
+    repo_plan = tf.plan(variables, targets=["aws_ecr_repository.this"], var_files=[])
     if repo_plan.has_changes:
         say(summary(repo_plan))
         tf.apply(repo_plan)
@@ -316,6 +620,9 @@ def _saved_variables(target: Target) -> dict[str, Any]:
         saved = json.loads(target.inputs_file.read_text())
     if target.name == "aws":
         saved.setdefault("allowed_cidrs", ["127.0.0.1/32"])
+        saved.setdefault("name", target.stack_name)
+        saved.setdefault("environment", target.env)
+        saved.setdefault("region", aws_region())
         saved["api_keys"] = read_api_keys(target.api_keys_file) or ["destroy-needs-no-real-key"]
     else:
         saved.setdefault("image_id", "sha256:" + "0" * 64)

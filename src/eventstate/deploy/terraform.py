@@ -84,8 +84,12 @@ class Terraform:
         *,
         executable: str | None = None,
         env: Mapping[str, str] | None = None,
+        backend_config: Mapping[str, str] | None = None,
     ) -> None:
         self.module_dir = module_dir.resolve()
+        # None: the local backend, its state file in STATE_DIR; otherwise the module's remote
+        # backend (S3) configured with these values at init.
+        self.backend_config = dict(backend_config) if backend_config is not None else None
         self.state_dir = state_dir.resolve()
         self.state_file = self.state_dir / "terraform.tfstate"
         self.executable = executable or find_terraform()
@@ -104,7 +108,9 @@ class Terraform:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # The empty variables dict would otherwise become a -var-file.
         if backend:
-            self._call("init", backend_config={"path": str(self.state_file)}, var=None)
+            local = {"path": str(self.state_file)}
+            config = self.backend_config if self.backend_config is not None else local
+            self._call("init", backend_config=config, var=None)
         else:
             self._call("init", backend=False, var=None)
 
@@ -121,12 +127,18 @@ class Terraform:
         return self._call("cmd", "test")
 
     def plan(
-        self, variables: Mapping[str, Any], *, destroy: bool = False, targets: Sequence[str] = ()
+        self,
+        variables: Mapping[str, Any],
+        *,
+        destroy: bool = False,
+        targets: Sequence[str] = (),
+        var_files: Sequence[Path] = (),
     ) -> Plan:
-        """Plan (a destroy, if asked) with VARIABLES; save the plan and say what it would change."""
+        """Plan (a destroy, if asked) with VAR_FILES, then VARIABLES (which win); save the plan."""
         path = self.state_dir / ("destroy.tfplan" if destroy else "deploy.tfplan")
         self._call(
             "plan",
+            var_file=[str(f) for f in var_files],
             var=dict(variables),
             out=str(path),
             destroy=IsFlagged if destroy else IsNotFlagged,
@@ -149,11 +161,14 @@ class Terraform:
         self._call("apply", str(plan.path), skip_plan=True, var=None, capture=not stream)
         plan.path.unlink(missing_ok=True)
 
-    def destroy(self, variables: Mapping[str, Any], *, stream: bool = True) -> None:
+    def destroy(
+        self, variables: Mapping[str, Any], *, stream: bool = True, var_files: Sequence[Path] = ()
+    ) -> None:
         """Destroy everything in the state without a prompt."""
         # python-terraform passes -force, which Terraform 0.15 removed; -auto-approve replaces it.
         self._call(
             "destroy",
+            var_file=[str(f) for f in var_files],
             var=dict(variables),
             force=IsNotFlagged,
             auto_approve=IsFlagged,
@@ -167,7 +182,7 @@ class Terraform:
 
     def resources(self) -> list[str]:
         """Addresses of every resource in the state (empty when nothing is deployed)."""
-        if not self.state_file.exists():
+        if self.backend_config is None and not self.state_file.exists():
             return []
         raw = self._call("cmd", "state list")
         return [line for line in raw.splitlines() if line.strip()]

@@ -14,7 +14,7 @@ from eventstate.commands import IdempotencyKeyInFlight, IdempotencyKeyReused
 from eventstate.domain import InvalidUpdate, PreconditionFailed
 from eventstate.http.schemas import PROBLEM_JSON
 from eventstate.ports import StoreError, StoreUnavailable
-from eventstate.serialization import BadRequest, encode
+from eventstate.serialization import BadRequest, problem_body
 from eventstate.service import InvalidProofRequest, NotFound, NotReady
 from eventstate.writer import Overloaded
 
@@ -24,24 +24,26 @@ RETRY_AFTER_SECONDS = "1"
 
 _TITLES = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 406: "Not acceptable", 409: "Conflict",
+    405: "Method not allowed", 406: "Not acceptable", 408: "Request timeout", 409: "Conflict",
     412: "Precondition failed", 413: "Request body too large", 415: "Unsupported media type",
     422: "Unprocessable update", 429: "Too many requests", 431: "Request header fields too large",
     500: "Internal error", 503: "Service unavailable",
+}
+# The kind of a problem that only an HTTP status describes; every `type` is urn:eventstate:problem:<kind>.
+KINDS = {
+    400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
+    405: "method-not-allowed", 406: "not-acceptable", 408: "request-timeout", 409: "conflict",
+    412: "version-mismatch", 413: "body-too-large", 415: "unsupported-media-type",
+    422: "invalid-update", 429: "rate-limited", 431: "headers-too-large", 500: "internal-error",
+    503: "unavailable",
 }
 
 
 def problem(status: int, detail: str, *, kind: str | None = None,
             headers: Mapping[str, str] | None = None) -> Response[bytes]:
     """A problem+json response."""
-    body = {
-        "type": f"urn:eventstate:problem:{kind}" if kind else "about:blank",
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-    }
-    return Response(encode(body), status_code=status, media_type=PROBLEM_JSON,
-                    headers=dict(headers or {}))
+    body = problem_body(status, detail, kind or KINDS.get(status, "error"), _TITLES.get(status, "Error"))
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
 def _retry(status: int, kind: str) -> Callable[[Request[Any, Any, Any], Exception], Response[bytes]]:

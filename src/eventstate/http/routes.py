@@ -12,23 +12,19 @@ from litestar import Request, get, post
 from litestar.exceptions import ClientException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
 from eventstate.commands import Command, Recorded
 from eventstate.domain import Head, parse_timestamp
+from eventstate.http.body import read_json_body
+from eventstate.http.pages import IMMUTABLE, MUTABLE, Page, PageCache, PageKey, etag_for, is_immutable
 from eventstate.http.schemas import (
     ETAG_LIST_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     SEQ_PATTERN,
-    ConsistencyProofBody,
-    EventBody,
-    HealthBody,
-    InclusionProofBody,
-    LogPage,
     LogsOperation,
     PlainOperation,
-    StatusBody,
     StatusOperation,
     StreamOperation,
     UpdateOperation,
@@ -36,7 +32,18 @@ from eventstate.http.schemas import (
     ok,
     problems,
 )
-from eventstate.serialization import decode_update, encode, unstructure_event, unstructure_status
+from eventstate.serialization import (
+    ConsistencyProofBody,
+    EventBody,
+    HealthBody,
+    InclusionProofBody,
+    LogPage,
+    StatusBody,
+    decode_update,
+    encode,
+    event_body,
+)
+from eventstate.serialization import status_body as status_wire
 from eventstate.service import EventService, NotReady
 from eventstate.tlog import b64
 
@@ -122,8 +129,8 @@ def get_status(
 
 
 def status_body(head: Head) -> bytes:
-    """The JSON body of `GET /status` for `head` (also used by the edge's fast path)."""
-    return encode(unstructure_status(head))
+    """The JSON body of `GET /status` for `head`."""
+    return encode(status_wire(head))
 
 
 def _moment(text: str) -> datetime:
@@ -138,7 +145,7 @@ def _moment(text: str) -> datetime:
                  **problems(400, 401, 409, 412, 413, 422, 429, 503)})
 async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Append one update to the log; answer with the event once it is durably committed."""
-    body, headers = await record_update(service(request), await request.body(),
+    body, headers = await record_update(service(request), await read_json_body(request),
                                         _header(request, b"if-match"),
                                         _header(request, b"idempotency-key"))
     return _json(body, headers)
@@ -146,19 +153,19 @@ async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
 
 async def record_update(svc: EventService, body: bytes, if_match: str | None,
                         idempotency_key: str | None) -> tuple[bytes, dict[str, str]]:
-    """The whole of `POST /update` after the body is read: the event's JSON and the headers
-    (also used by the edge's fast path)."""
+    """The whole of `POST /update` after the body is read: the event's JSON and the headers."""
     command = Command(decode_update(body), parse_if_match(if_match),
                       parse_idempotency_key(idempotency_key))
     recorded: Recorded = await svc.update(command)
     headers = _etag(recorded.event.seq)
     if recorded.replayed:
         headers["idempotent-replayed"] = "true"
-    return encode(unstructure_event(recorded.event)), headers
+    return encode(event_body(recorded.event)), headers
 
 
 @get("/logs", sync_to_thread=False, summary="Browse the event log", operation_class=LogsOperation,
-     responses={**ok(LogPage, "A page of events and the next page's URL"), **problems(400, 401)})
+     responses={**ok(LogPage, "A page of events and the next page's URL"), **not_modified(),
+                **problems(400, 401)})
 def get_logs(
     request: Request[Any, Any, Any],
     after: Annotated[int, QueryParameter(ge=0, le=2**63 - 1, description="Events after this seq")] = 0,
@@ -167,9 +174,30 @@ def get_logs(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
     order: Annotated[Literal["asc", "desc"], QueryParameter(description="Oldest or newest first")] = "asc",
 ) -> ASGIResponse:
-    """A page of the log by keyset (`after`/`before`), with `next` and a `Link: rel="next"` header."""
-    descending = order == "desc"
-    events = service(request).page(after=after, before=before, limit=limit, descending=descending)
+    """A page of the log by keyset (`after`/`before`), with `next` and a `Link: rel="next"` header.
+    A full page anchored by `after` or `before` never changes: strong ETag, cached for a year."""
+    key = (after, before, limit, order == "desc")
+    cache: PageCache = request.app.state.page_cache
+    page = cache.get(key)
+    if page is None:
+        page, immutable = _page(service(request), key)
+        if immutable:
+            cache.put(key, page)
+    else:
+        immutable = True
+    headers = {"cache-control": IMMUTABLE if immutable else MUTABLE}
+    if page.link:
+        headers["link"] = page.link
+    if immutable:
+        headers["etag"] = page.etag
+        if _header(request, b"if-none-match") in (page.etag, "*"):
+            return ASGIResponse(body=b"", status_code=304, headers=headers)
+    return _json(page.body, headers)
+
+
+def _page(svc: EventService, key: PageKey) -> tuple[Page, bool]:
+    after, before, limit, descending = key
+    events = svc.page(after=after, before=before, limit=limit, descending=descending)
     next_url = None
     if len(events) == limit:
         last = events[-1].seq
@@ -181,9 +209,10 @@ def get_logs(
         params["limit"] = limit
         if not (descending and last <= after + 1):
             next_url = f"/logs?{urlencode(params)}"
-    headers = {"link": f'<{next_url}>; rel="next"'} if next_url else None
-    items = b",".join(encode(unstructure_event(e)) for e in events)
-    return _json(b'{"items":[' + items + b'],"next":' + encode(next_url) + b"}", headers)
+    body = encode(LogPage([event_body(e) for e in events], next_url))
+    etag = etag_for(key, events[-1].hash) if events else '"empty"'
+    return (Page(body, etag, f'<{next_url}>; rel="next"' if next_url else None),
+            is_immutable(key, len(events)))
 
 
 HEARTBEAT_SECONDS = 15.0
@@ -197,12 +226,13 @@ def stream_logs(
     request: Request[Any, Any, Any],
     after: Annotated[int | None, QueryParameter(ge=0, le=2**63 - 1,
                                                 description="Start after this seq")] = None,
-) -> ServerSentEvent:
+) -> Stream:
     """Every event after the cursor (`after` or `Last-Event-ID`), each once and in order, then new
     ones as they are committed, with heartbeat comments while the log is quiet."""
     cursor = after if after is not None else _last_event_id(request)
-    return ServerSentEvent(_tail(service(request), cursor),
-                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Stream(_tail(service(request), request.app.state.tail_frames, cursor),
+                  media_type="text/event-stream; charset=utf-8",
+                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _last_event_id(request: Request[Any, Any, Any]) -> int:
@@ -214,17 +244,41 @@ def _last_event_id(request: Request[Any, Any, Any]) -> int:
     return int(value)
 
 
-async def _tail(svc: EventService, cursor: int) -> AsyncIterator[ServerSentEventMessage]:
+KEEP_ALIVE = b": keep-alive\n\n"
+
+
+class TailFrames:
+    """The Server-Sent Events bytes of the events after a cursor, encoded once for every tail that
+    a commit wakes (hundreds of tails then cost one read, one encoding and one write each)."""
+
+    def __init__(self) -> None:
+        self._version = -1
+        self._frames: dict[int, tuple[bytes, int]] = {}
+
+    def after(self, svc: EventService, cursor: int) -> tuple[bytes, int]:
+        """The frames of the events after `cursor` (up to a page) and the last seq in them."""
+        version = svc.projection.cached().version
+        if version != self._version:
+            self._frames.clear()
+            self._version = version
+        hit = self._frames.get(cursor)
+        if hit is None:
+            events = svc.events_after(cursor, STREAM_PAGE)
+            frames = b"".join(b"id: %d\nevent: event\ndata: %s\n\n" % (e.seq, encode(event_body(e)))
+                              for e in events)
+            hit = self._frames[cursor] = (frames, events[-1].seq if events else cursor)
+        return hit
+
+
+async def _tail(svc: EventService, frames: TailFrames, cursor: int) -> AsyncIterator[bytes]:
     while True:
-        events = svc.page(after=cursor, before=None, limit=STREAM_PAGE, descending=False)
-        for event in events:
-            yield ServerSentEventMessage(data=encode(unstructure_event(event)).decode(),
-                                         event="event", id=event.seq)
-        if events:
-            cursor = events[-1].seq
+        chunk, last = frames.after(svc, cursor)
+        if chunk:
+            yield chunk
+            cursor = last
             continue
         if not await svc.wait_past(cursor, HEARTBEAT_SECONDS):
-            yield ServerSentEventMessage(comment="keep-alive")
+            yield KEEP_ALIVE
 
 
 @get("/logs/{seq:int}", sync_to_thread=False, summary="One event", operation_class=PlainOperation,
@@ -234,7 +288,7 @@ def get_event(
     seq: Annotated[int, PathParameter(ge=0, le=2**63 - 1, description="The event's seq")],
 ) -> ASGIResponse:
     """One event by seq, or 404."""
-    return _json(encode(unstructure_event(service(request).event(seq))))
+    return _json(encode(event_body(service(request).event(seq))))
 
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -253,7 +307,7 @@ def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
      responses=ok(HealthBody, "Alive"))
 def live() -> ASGIResponse:
     """The process answers."""
-    return _json(b'{"status":"alive"}')
+    return _json(encode(HealthBody("alive")))
 
 
 @get("/health/ready", sync_to_thread=False, operation_class=PlainOperation, summary="Readiness",
@@ -263,7 +317,7 @@ def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
     state = service(request).readiness()
     if not state.ready:
         raise NotReady(state.reason)
-    return _json(encode({"status": "ready", "version": state.version}))
+    return _json(encode(HealthBody("ready", state.version)))
 
 
 # ---- the verifiable log: signed checkpoints and Merkle proofs (RFC 9162, C2SP) ------------------
@@ -295,7 +349,7 @@ def get_inclusion_proof(
 ) -> ASGIResponse:
     """The hashes that lead from event `seq`'s leaf to the root of the tree of `tree_size` events."""
     size, hashes = service(request).inclusion_proof(seq, tree_size)
-    return _json(encode({"seq": seq, "tree_size": size, "hashes": [b64(h) for h in hashes]}))
+    return _json(encode(InclusionProofBody(seq, size, [b64(h) for h in hashes])))
 
 
 @get("/proofs/consistency", sync_to_thread=False, operation_class=PlainOperation,
@@ -311,4 +365,4 @@ def get_consistency_proof(
 ) -> ASGIResponse:
     """The hashes that show the tree of `from` events is a prefix of the tree of `to` events."""
     hashes = service(request).consistency_proof(first, second)
-    return _json(encode({"from": first, "to": second, "hashes": [b64(h) for h in hashes]}))
+    return _json(encode(ConsistencyProofBody(first, second, [b64(h) for h in hashes])))

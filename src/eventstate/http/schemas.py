@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import attrs
 import msgspec
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
@@ -20,93 +19,35 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIType
 
-from eventstate.domain import COUNTER_MAX, COUNTER_MIN, MESSAGE_MAX_CHARS
+from eventstate.serialization import EXAMPLES, ProblemBody, UpdateBody
 
 PROBLEM_JSON = "application/problem+json"
 
 
-@attrs.frozen
-class StateBody:
-    """A state: counter and message."""
-
-    counter: int
-    message: str
-
-
-@attrs.frozen
-class EventBody:
-    """One recorded event."""
-
-    seq: int
-    timestamp: str
-    old: StateBody
-    new: StateBody
-    hash: str
+def _schema(json_schema: dict[str, Any]) -> Schema:
+    """A Litestar Schema from msgspec's JSON Schema of a wire type (one flat object)."""
+    names = {"type": "type", "description": "description", "minimum": "minimum",
+             "maximum": "maximum", "maxLength": "max_length", "pattern": "pattern",
+             "format": "format", "minProperties": "min_properties", "title": "title",
+             "examples": "examples"}
+    fields: dict[str, Any] = {names[k]: v for k, v in json_schema.items() if k in names}
+    if "type" in fields:
+        fields["type"] = OpenAPIType(fields["type"])
+    if "properties" in json_schema:
+        fields["properties"] = {k: _schema(v) for k, v in json_schema["properties"].items()}
+    if "additionalProperties" in json_schema:
+        fields["additional_properties"] = json_schema["additionalProperties"]
+    return Schema(**fields)
 
 
-@attrs.frozen
-class StatusBody:
-    """The current (or historical) state and its version."""
-
-    counter: int
-    message: str
-    version: int
-    updated_at: str | None
+def _update_schema() -> Schema:
+    definitions = msgspec.json.schema(UpdateBody)["$defs"]
+    body = {**definitions["UpdateBody"], "minProperties": 1, "examples": [EXAMPLES["UpdateBody"]]}
+    return _schema(body)
 
 
-@attrs.frozen
-class LogPage:
-    """A page of the log and the URL of the next page (null at the end)."""
-
-    items: list[EventBody]
-    next: str | None
-
-
-@attrs.frozen
-class HealthBody:
-    """A health probe's answer."""
-
-    status: str
-    version: int | None = None
-
-
-class InclusionProofBody(msgspec.Struct):
-    """RFC 9162 §2.1.3 audit path of event `seq` (leaf seq - 1) in the tree of `tree_size` events."""
-
-    seq: int
-    tree_size: int
-    hashes: list[str]  # base64 SHA-256 hashes, from the leaf's sibling up
-
-
-class ConsistencyProofBody(msgspec.Struct):
-    """RFC 9162 §2.1.4 proof that the tree of `from` events is a prefix of the tree of `to` events."""
-
-    from_: int = msgspec.field(name="from")
-    to: int = 0
-    hashes: list[str] = msgspec.field(default_factory=list)  # base64 SHA-256 hashes
-
-
-@attrs.frozen
-class ProblemDetails:
-    """An RFC 9457 problem document."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-
-
-UPDATE_SCHEMA = Schema(
-    type=OpenAPIType.OBJECT,
-    description="At least one of counter and message; unknown fields are refused.",
-    properties={
-        "counter": Schema(type=OpenAPIType.INTEGER,
-                          minimum=COUNTER_MIN, maximum=COUNTER_MAX),
-        "message": Schema(type=OpenAPIType.STRING, max_length=MESSAGE_MAX_CHARS),
-    },
-    additional_properties=False,
-    min_properties=1,
-)
+# The update body's schema, generated from the wire type that decodes it.
+UPDATE_SCHEMA = _update_schema()
 
 
 # The server parses these headers with exactly these expressions (routes.py), so the document and
@@ -202,7 +143,8 @@ SSE_MESSAGE = Schema(
     required=["event", "id", "data"],
 )
 StreamOperation = documented("Last-Event-ID", stream=SSE_MESSAGE)
-LogsOperation = documented(response_headers={"200": ("Link",)})
+LogsOperation = documented("If-None-Match", response_headers={"200": ("Link", "ETag"),
+                                                              "304": ("ETag",)})
 PlainOperation = documented()
 
 _DESCRIPTIONS = {
@@ -222,7 +164,7 @@ _DESCRIPTIONS = {
 def problems(*codes: int) -> dict[int, ResponseSpec]:
     """OpenAPI response entries for the given error statuses, all problem+json."""
     return {
-        code: ResponseSpec(data_container=ProblemDetails, media_type=PROBLEM_JSON,
+        code: ResponseSpec(data_container=ProblemBody, media_type=PROBLEM_JSON,
                            description=_DESCRIPTIONS[code], generate_examples=False)
         for code in codes
     }

@@ -6,6 +6,8 @@ variables {
   api_keys_parameter = "/eventstate/api-keys"
   aws_region         = "eu-west-1"
   registry           = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+  tls_sites          = ["203.0.113.10"]
+  ca_parameter       = "/eventstate/tls-root-ca"
 }
 
 run "renders_image_volume_and_parameter" {
@@ -37,8 +39,8 @@ run "renders_image_volume_and_parameter" {
   }
 
   assert {
-    condition     = length(output.rendered) < 16384
-    error_message = "EC2 refuses user data over 16 KiB."
+    condition     = length(output.rendered_base64gzip) < 16384
+    error_message = "EC2 refuses user data over 16 KiB (sent gzip-compressed, which cloud-init unpacks)."
   }
 }
 
@@ -76,12 +78,52 @@ run "rejects_malformed_volume_id" {
   expect_failures = [var.data_volume_id]
 }
 
-run "rejects_privileged_port" {
+run "internal_ca_by_default_https_only_published" {
+  command = plan
+
+  assert {
+    condition     = strcontains(output.rendered, "EVENTSTATE_BOOT_TLS_SITES='203.0.113.10'") && strcontains(output.rendered, "EVENTSTATE_BOOT_TLS_ISSUER='internal'")
+    error_message = "Without a domain the terminator serves the Elastic IP with its own CA."
+  }
+
+  assert {
+    condition     = strcontains(output.rendered, "EVENTSTATE_BOOT_HOST_PORT='443'") && strcontains(output.rendered, "EVENTSTATE_BOOT_CA_PARAMETER='/eventstate/tls-root-ca'")
+    error_message = "HTTPS is published on 443 and the root certificate goes to SSM."
+  }
+}
+
+run "domain_uses_acme" {
   command = plan
 
   variables {
-    app_port = 80
+    tls_sites    = ["eventstate.example.com"]
+    tls_issuer   = "acme"
+    acme_email   = "ops@example.com"
+    ca_parameter = ""
   }
 
-  expect_failures = [var.app_port]
+  assert {
+    condition     = strcontains(output.rendered, "EVENTSTATE_BOOT_TLS_ISSUER='acme'") && strcontains(output.rendered, "EVENTSTATE_BOOT_ACME_EMAIL='ops@example.com'")
+    error_message = "A domain gets Let's Encrypt certificates."
+  }
+}
+
+run "rejects_site_that_would_break_quoting" {
+  command = plan
+
+  variables {
+    tls_sites = ["example.com'; reboot; '"]
+  }
+
+  expect_failures = [var.tls_sites]
+}
+
+run "rejects_unknown_issuer" {
+  command = plan
+
+  variables {
+    tls_issuer = "self-signed"
+  }
+
+  expect_failures = [var.tls_issuer]
 }

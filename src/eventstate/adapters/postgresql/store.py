@@ -56,9 +56,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
 _E_COLUMNS = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
-_HEAD = sa.text(
-    f"SELECT {_E_COLUMNS} FROM log_head h JOIN events e ON e.seq = h.seq WHERE h.id = 1"  # noqa: S608
-)
+_HEAD_SQL = f"SELECT {_E_COLUMNS} FROM log_head h JOIN events e ON e.seq = h.seq WHERE h.id = 1"  # noqa: S608
 _INSERT_EVENTS = (
     f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
 )
@@ -328,6 +326,9 @@ class PostgresStore:
         self._listener: threading.Thread | None = None
         self._closed = False
         self._edge: merkle.TreeEdge | None = None  # the tree's right edge after our last commit
+        self._fresh: Any = None  # the connection `changed` asks on (psycopg, autocommit)
+        self._fresh_lock = threading.Lock()
+        self._seen_seq = -1
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -500,13 +501,48 @@ class PostgresStore:
             raise _unavailable(e) from e
 
     def changed(self) -> bool:
-        """Always True: only a read of the head, after the question was asked, is sure to be fresh."""
+        """Whether the committed head moved since the last call: one round trip, always, because only
+        a read made after the question was asked is sure to be fresh (a NOTIFY may still be on its
+        way when a client acknowledged by another instance asks this one). It uses a connection held
+        for this alone (autocommit, no pool checkout or pre-ping), so a fresh read costs one
+        indexed single-row SELECT."""
+        seq = self._committed_seq()
+        if seq == self._seen_seq:
+            return False
+        self._seen_seq = seq
         return True
 
+    def _committed_seq(self) -> int:
+        row = self._on_held("SELECT seq FROM log_head WHERE id = 1")
+        if row is None:
+            raise StoreError(self.not_initialised())
+        return int(row[0])
+
+    def _on_held(self, sql: str) -> Any:
+        """One row of `sql`, asked on the held autocommit connection: one round trip, reconnecting
+        after a failure (reported as StoreUnavailable)."""
+        import psycopg
+
+        if self._closed:
+            raise StoreError(f"the log {self.description} is closed")
+        with self._fresh_lock:
+            try:
+                if self._fresh is None or self._fresh.closed:
+                    self._fresh = psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=5)
+                return self._fresh.execute(sql).fetchone()
+            except psycopg.Error as e:
+                if self._fresh is not None:
+                    with contextlib.suppress(Exception):
+                        self._fresh.close()
+                self._fresh = None
+                raise _unavailable(e) from e
+
+    def _conninfo(self) -> str:
+        return sa.make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
     def head(self) -> Head:
-        """The committed head (one indexed read)."""
-        with self._read() as conn:
-            row = conn.execute(_HEAD).first()
+        """The committed head (one indexed read, one round trip on the held connection)."""
+        row = self._on_held(_HEAD_SQL)
         return Head() if row is None else Head.after(row_to_event(row))
 
     def event(self, seq: int) -> Event | None:
@@ -585,7 +621,7 @@ class PostgresStore:
     def _listen(self) -> None:
         import psycopg
 
-        conninfo = sa.make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        conninfo = self._conninfo()
         while not self._stop.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
@@ -609,6 +645,10 @@ class PostgresStore:
         self._stop.set()
         if self._listener is not None:
             self._listener.join(timeout=5)
+        with self._fresh_lock:
+            if self._fresh is not None:
+                self._fresh.close()
+                self._fresh = None
         self._engine.dispose()
 
 

@@ -593,6 +593,9 @@ class SQLiteStore:
             with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as source, \
                     closing(sqlite3.connect(dest)) as target:
                 source.backup(target, pages=-1)
+                # One self-contained file: the copy's WAL folded in and rollback-journal mode, so
+                # no -wal/-shm is left beside it (a server opening it switches back to WAL).
+                target.execute("PRAGMA journal_mode=DELETE").fetchall()
         except sqlite3.Error as e:
             raise StoreError(f"cannot write the backup to {dest}: {e}") from None
 
