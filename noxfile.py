@@ -95,7 +95,7 @@ def image(session: nox.Session) -> None:
         *("--python-version", f"{py_major}.{py_minor}", "--implementation", "cp"),
         *("--abi", f"cp{py_major}{py_minor}"),
         *(f"--platform={tag}" for tag in _wheel_platforms(machine, glibc)),
-        f"{own_wheel}[tls]",  # the image carries Caddy, the deploy targets' TLS terminator
+        f"{own_wheel}[replica,tls]",  # the image replicates (Litestream, boto3) and terminates TLS (Caddy)
     )
 
     build_args = ["--build-arg", f"EVENTSTATE_VERSION={version}"]

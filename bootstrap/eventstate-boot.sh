@@ -37,6 +37,8 @@
 #   EVENTSTATE_BOOT_LOG_FILE           where this script logs (default /var/log/eventstate-boot.log)
 #   EVENTSTATE_BOOT_READY_TIMEOUT      seconds to wait for the app to be healthy (default 300)
 #   EVENTSTATE_BOOT_REMOVE_ON_FAILURE  1 to remove the container when it never gets healthy
+#   EVENTSTATE_BOOT_REPLICA_URL        s3://BUCKET/PREFIX to replicate to and restore from (optional)
+#   EVENTSTATE_BOOT_REPLICA_ENDPOINT   endpoint of an S3-compatible store (optional; AWS S3 if empty)
 set -euo pipefail
 
 readonly CONTAINER_PORT=5000
@@ -186,6 +188,49 @@ wait_app_healthy() {
     log "healthy: $name"
 }
 
+# ---- restore before serve (replication) --------------------------------------------------------
+# On an empty data volume (a replaced instance, another availability zone), bring the log back
+# from its replica before the service starts, so that it never begins a new, empty log beside it.
+# "No replica yet" (a first boot) starts fresh; any other failure stops the boot: serving an empty
+# log while a replica exists but cannot be read would fork the history.
+replica_args=()
+
+replica_container_args() {
+    replica_args=()
+    if [[ -n "$replica_url" ]]; then
+        replica_args=(--env "EVENTSTATE_REPLICA_URL=${replica_url}")
+        if [[ -n "$replica_endpoint" ]]; then
+            replica_args+=(--env "EVENTSTATE_REPLICA_ENDPOINT=${replica_endpoint}")
+        fi
+        if [[ -n "$region" ]]; then
+            replica_args+=(--env "AWS_REGION=${region}")
+        fi
+    fi
+}
+
+restore_if_empty() {
+    local image="$1" uid="$2" output status
+    [[ -n "$replica_url" ]] || return 0
+    if [[ -e "${data_dir}/eventstate.db" ]]; then
+        log "the data volume already holds a log; no restore"
+        return 0
+    fi
+    log "empty data volume: restoring the log from $replica_url"
+    status=0
+    output="$(docker run --rm --user "$uid" --cap-drop ALL --security-opt no-new-privileges \
+        --volume "${data_dir}:/data" "${replica_args[@]}" \
+        "$image" restore --replica "$replica_url" --database /data/eventstate.db 2>&1)" || status=$?
+    log "$output"
+    if ((status == 0)); then
+        log "restored the log from $replica_url"
+    elif [[ "$output" == *"no replica at"* ]]; then
+        log "no replica at $replica_url yet: starting a new log"
+    else
+        die "cannot restore from $replica_url (exit $status); refusing to start an empty log beside it"
+    fi
+}
+# ---- end of restore before serve ---------------------------------------------------------------
+
 start_app() {
     # start_app IMAGE: replace the app container by one of IMAGE on the private network only.
     local image="$1" digest="$2" logging
@@ -201,6 +246,7 @@ start_app() {
         --volume "${data_dir}:/data" \
         --volume "${keys_file}:${CONTAINER_KEYS_FILE}:ro" \
         --env "EVENTSTATE_API_KEYS_FILE=${CONTAINER_KEYS_FILE}" \
+        "${replica_args[@]}" \
         "$image" >/dev/null
 }
 
@@ -325,6 +371,9 @@ up() {
     local timeout="${EVENTSTATE_BOOT_READY_TIMEOUT:-300}"
     [[ "$tls_issuer" == internal || "$tls_issuer" == acme ]] ||
         die "EVENTSTATE_BOOT_TLS_ISSUER must be internal or acme, not $tls_issuer"
+    replica_url="${EVENTSTATE_BOOT_REPLICA_URL:-}"
+    replica_endpoint="${EVENTSTATE_BOOT_REPLICA_ENDPOINT:-}"
+    replica_container_args
 
     if [[ "${EVENTSTATE_BOOT_INSTALL_DOCKER:-0}" == 1 ]]; then
         install_docker
@@ -367,7 +416,9 @@ up() {
         docker network create --driver bridge "$network" >/dev/null
 
     image_id="$(docker image inspect --format '{{.Id}}' "$image")"
-    digest="$(digest_of "$image_id" "$name" "$network" "$data_dir" "$keys_file" "${EVENTSTATE_BOOT_LOG_GROUP:-}")"
+    restore_if_empty "$image" "$uid"
+    digest="$(digest_of "$image_id" "$name" "$network" "$data_dir" "$keys_file" "${EVENTSTATE_BOOT_LOG_GROUP:-}" \
+        "$replica_url" "$replica_endpoint")"
     if [[ "$(running_label "$name")" == "$digest true" ]]; then
         log "container $name already runs this configuration"
     else
@@ -379,7 +430,7 @@ up() {
             if [[ -n "$previous" && "$previous" != "$image_id" ]]; then
                 log "rolling back: $image never became healthy; starting $previous again"
                 start_app "$previous" "$(digest_of "$previous" "$name" "$network" "$data_dir" "$keys_file" \
-                    "${EVENTSTATE_BOOT_LOG_GROUP:-}")"
+                    "${EVENTSTATE_BOOT_LOG_GROUP:-}" "$replica_url" "$replica_endpoint")"
                 wait_app_healthy "$timeout" || die "the previous image $previous is not healthy either"
                 start_proxy "$previous" "$uid"
                 die "$image never became healthy; rolled back to $previous"

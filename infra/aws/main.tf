@@ -252,6 +252,7 @@ module "user_data" {
   aws_region         = var.region
   registry           = local.uses_ecr ? local.registry : ""
   ready_timeout      = var.ready_timeout
+  replica_url        = local.replica_url
 }
 
 resource "aws_instance" "this" {

@@ -38,6 +38,16 @@ output "region" {
   value       = var.region
 }
 
+output "replica_url" {
+  description = "Where the event log is replicated (eventstate restore --replica URL)."
+  value       = local.replica_url
+}
+
+output "replica_bucket" {
+  description = "S3 bucket of the replica."
+  value       = aws_s3_bucket.replica.id
+}
+
 output "tls_root_ca_parameter" {
   description = "SSM parameter holding the root certificate to trust for url (empty with a domain: Let's Encrypt is trusted already)."
   value       = var.domain == "" ? aws_ssm_parameter.tls_root_ca[0].name : ""

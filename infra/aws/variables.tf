@@ -263,3 +263,33 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+# ---- replication (replica.tf) ------------------------------------------------------------------
+
+variable "replica_bucket" {
+  description = "Name of the S3 bucket the event log is replicated to; empty for <name>-replica-<account id>."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.replica_bucket == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.replica_bucket))
+    error_message = "The bucket name must be 3-63 lower-case letters, digits, '.' or '-'."
+  }
+}
+
+variable "replica_noncurrent_days" {
+  description = "Days a superseded or deleted object version of the replica is kept before the lifecycle rule expires it."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.replica_noncurrent_days >= 1 && floor(var.replica_noncurrent_days) == var.replica_noncurrent_days
+    error_message = "The retention must be a whole number of days, at least 1."
+  }
+}
+
+variable "destroy_replica" {
+  description = "Whether destroy may delete the replica bucket with its contents. By default (false) destroy refuses to remove a bucket that holds a replica."
+  type        = bool
+  default     = false
+}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
@@ -29,6 +30,9 @@ from eventstate.observability import Metrics, configure_logging
 from eventstate.ports import EventStore
 from eventstate.service import EventService
 from eventstate.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from eventstate.replication import Replicator
 
 
 def package_version() -> str:
@@ -56,6 +60,26 @@ def checkpoint_log(settings: Settings) -> CheckpointLog | None:
         raise SettingsError(f"EVENTSTATE_SIGNING_KEY_FILE: {e}") from None
 
 
+def start_replication(settings: Settings, svc: EventService, metrics: Metrics) -> Replicator | None:
+    """Start Litestream for the open log when a replica is configured (SQLite only)."""
+    if settings.replica_url is None or not isinstance(settings.database, Path):
+        return None  # Settings refuses a replica for PostgreSQL
+    from eventstate.replication import ReplicaTarget, Replicator
+
+    def head() -> tuple[int, str, str]:
+        h = svc.projection.cached()
+        return h.version, h.hash, h.timestamp or ""
+
+    replicator = Replicator(
+        settings.database, ReplicaTarget.parse(settings.replica_url, settings.replica_endpoint), head=head,
+        sync_interval=settings.replica_sync_interval_s, max_lag=settings.replica_max_lag_s,
+        anchor_interval=settings.replica_anchor_interval_s,
+    )
+    replicator.start(replicator.register_metrics(metrics.registry))
+    svc.readiness_checks.append(replicator.readiness)
+    return replicator
+
+
 def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Litestar:
     """Build the ASGI application for `settings`; the log is opened in its lifespan.
 
@@ -81,10 +105,14 @@ def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Li
                           pending=lambda: svc.writer.pending)
             svc.start()
             app.state.service = svc
+            replicator = None
             try:
+                replicator = start_replication(settings, svc, metrics)
                 yield
             finally:
                 await svc.stop()
+                if replicator is not None:  # last, so that its final sync holds every commit
+                    await asyncio.to_thread(replicator.stop)
         finally:
             if lock is not None:
                 lock.release()

@@ -13,6 +13,7 @@ from typing import NoReturn
 from eventstate.adapters import init_store, open_store
 from eventstate.adapters.sqlite import ServerLock
 from eventstate.ports import StoreError
+from eventstate.replication import ReplicaError
 from eventstate.settings import SETTINGS_HELP, Settings, SettingsError
 from eventstate.transparency import BadInput, VerificationFailed
 
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit.add_commands(sub)
     transparency.add_commands(sub)
+    from eventstate import restore
+
+    restore.add_command(sub)
     return parser
 
 
@@ -155,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
-    except (StoreError, SettingsError, CliError, BadInput) as e:
+    except (StoreError, SettingsError, CliError, BadInput, ReplicaError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except VerificationFailed as e:

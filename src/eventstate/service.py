@@ -55,6 +55,8 @@ class EventService:
     ) -> None:
         self.log = log
         self.checkpoints = checkpoints
+        #: Further conditions for readiness (e.g. replication); each returns why not, or None.
+        self.readiness_checks: list[Callable[[], str | None]] = []
         self.projection = Projection(log, shared=shared)
         self._shared = shared
         self._changed = asyncio.Event()
@@ -178,7 +180,7 @@ class EventService:
             raise NotFound(f"there is no event {seq}")
         return event
 
-    def readiness(self) -> Readiness:
+    def readiness(self) -> Readiness:  # noqa: PLR0911 - one early answer per way of not being ready
         """Ready when the log is the one we opened, readable, writable and the projection current."""
         try:
             self.log.check()  # a real round trip, even when reads need none
@@ -200,6 +202,9 @@ class EventService:
                 return Readiness(False, f"the last commit failed: {self.writer.last_failure}",
                                  head.version)
             self.writer.last_failure = None
+        for check in self.readiness_checks:
+            if (reason := check()) is not None:
+                return Readiness(False, reason, head.version)
         return Readiness(True, "ready", head.version)
 
     # ---- the verifiable log: checkpoints and proofs (RFC 9162, C2SP) ------------------------------

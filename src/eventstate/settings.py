@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -63,6 +63,21 @@ def _database(value: str | os.PathLike[str]) -> Path | str:
         return database_setting(value)
     except StoreError as e:
         raise SettingsError(str(e)) from None
+def _replica_values(get: Callable[[str], str | None]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if (v := get("REPLICA_URL")) is not None and v.strip():
+        values["replica_url"] = v.strip()
+    if (v := get("REPLICA_ENDPOINT")) is not None and v.strip():
+        values["replica_endpoint"] = v.strip()
+    if (v := get("REPLICA_SYNC_INTERVAL_MS")) is not None:
+        ms = _int("EVENTSTATE_REPLICA_SYNC_INTERVAL_MS", v, 100, 600_000)
+        values["replica_sync_interval_s"] = ms / 1000
+    if (v := get("REPLICA_MAX_LAG_SECONDS")) is not None:
+        values["replica_max_lag_s"] = _int("EVENTSTATE_REPLICA_MAX_LAG_SECONDS", v, 0, 86400)
+    if (v := get("REPLICA_ANCHOR_INTERVAL_SECONDS")) is not None:
+        values["replica_anchor_interval_s"] = _int("EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS",
+                                                   v, 1, 86400)
+    return values
 
 
 @attrs.frozen(repr=False)
@@ -89,6 +104,12 @@ class Settings:
     body_timeout_seconds: float = 10.0
     signing_key_file: Path | None = attrs.field(
         default=None, converter=attrs.converters.optional(Path))
+    # Off-host replication with Litestream (SQLite only); see replication.py.
+    replica_url: str | None = None
+    replica_endpoint: str | None = None
+    replica_sync_interval_s: float = 1.0
+    replica_max_lag_s: int = 60
+    replica_anchor_interval_s: int = 60
 
     def __attrs_post_init__(self) -> None:
         short = [k for k in self.api_keys if len(k) < MIN_API_KEY_LENGTH]
@@ -107,6 +128,24 @@ class Settings:
             # Protecting reads with no key would serve everything to everyone: refuse to start.
             raise SettingsError("EVENTSTATE_PROTECT_READS=true needs at least one key in "
                                 "EVENTSTATE_API_KEYS or EVENTSTATE_API_KEYS_FILE; none is set")
+        self._check_replica()
+
+    def _check_replica(self) -> None:
+        if self.replica_url is None:
+            if self.replica_endpoint is not None:
+                raise SettingsError("EVENTSTATE_REPLICA_ENDPOINT is set but EVENTSTATE_REPLICA_URL is not")
+            return
+        from eventstate.replication import ReplicaError, ReplicaTarget
+
+        try:
+            ReplicaTarget.parse(self.replica_url, self.replica_endpoint)
+        except ReplicaError as e:
+            raise SettingsError(f"EVENTSTATE_REPLICA_URL: {e}") from None
+        if not isinstance(self.database, Path):
+            raise SettingsError("EVENTSTATE_REPLICA_URL replicates a SQLite log with Litestream; "
+                                "a PostgreSQL log is replicated by PostgreSQL itself")
+        if self.workers != 1:
+            raise SettingsError("replication (EVENTSTATE_REPLICA_URL) needs EVENTSTATE_WORKERS=1")
 
     @property
     def shown_database(self) -> str:
@@ -179,6 +218,7 @@ class Settings:
             values["access_log"] = _bool("EVENTSTATE_ACCESS_LOG", v)
         if (v := get("SIGNING_KEY_FILE")) is not None and v.strip():
             values["signing_key_file"] = Path(v)
+        values.update(_replica_values(get))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -205,6 +245,12 @@ class Settings:
         }
         if self.signing_key_file is not None:
             env["EVENTSTATE_SIGNING_KEY_FILE"] = str(self.signing_key_file)
+        if self.replica_url is not None:
+            env["EVENTSTATE_REPLICA_URL"] = self.replica_url
+            env["EVENTSTATE_REPLICA_ENDPOINT"] = self.replica_endpoint or ""
+            env["EVENTSTATE_REPLICA_SYNC_INTERVAL_MS"] = str(int(self.replica_sync_interval_s * 1000))
+            env["EVENTSTATE_REPLICA_MAX_LAG_SECONDS"] = str(self.replica_max_lag_s)
+            env["EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS"] = str(self.replica_anchor_interval_s)
         return env  # API keys are not copied: workers inherit EVENTSTATE_API_KEYS(_FILE) as given
 
 
@@ -227,4 +273,9 @@ SETTINGS_HELP = """settings (environment variables; flags above override them):
   EVENTSTATE_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR (default INFO)
   EVENTSTATE_ACCESS_LOG               one JSON line per request (default false)
   EVENTSTATE_SIGNING_KEY_FILE         Ed25519 key that signs checkpoints (default: none, no /checkpoint)
+  EVENTSTATE_REPLICA_URL              s3://BUCKET/PREFIX: replicate the SQLite log there with Litestream
+  EVENTSTATE_REPLICA_ENDPOINT         http(s)://HOST:PORT of an S3-compatible store (default: AWS)
+  EVENTSTATE_REPLICA_SYNC_INTERVAL_MS how often Litestream ships new pages (default 1000)
+  EVENTSTATE_REPLICA_MAX_LAG_SECONDS  replica lag that fails readiness; 0 = never (default 60)
+  EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS  how often the replicated head is anchored (default 60)
 """

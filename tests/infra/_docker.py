@@ -104,7 +104,7 @@ def build_image(tag: str, context: Path) -> None:
             *("--python-version", f"{py_major}.{py_minor}", "--implementation", "cp"),
             *("--abi", f"cp{py_major}{py_minor}"),
             *(f"--platform={p}" for p in _wheel_platforms(machine, glibc)),
-            f"{own_wheel}[tls]",  # Caddy, which the deploy targets run from this image
+            f"{own_wheel}[replica,tls]",  # Litestream and boto3; Caddy, which the deploy targets run
         ],
         check=True,
     )

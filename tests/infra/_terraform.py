@@ -24,7 +24,7 @@ REQUIRE_TERRAFORM = "EVENTSTATE_REQUIRE_TERRAFORM"
 REQUIRE_DOCKER = "EVENTSTATE_REQUIRE_DOCKER"
 MOTO_REGION = "eu-west-1"
 # The AWS APIs the root module calls; each is pointed at moto.
-MOTO_SERVICES = ("cloudwatch", "ec2", "ecr", "iam", "kms", "logs", "route53", "sns", "ssm", "sts")
+MOTO_SERVICES = ("cloudwatch", "ec2", "ecr", "iam", "kms", "logs", "route53", "s3", "sns", "ssm", "sts")
 
 
 def unavailable(reason: str, require_env: str = REQUIRE_TERRAFORM) -> NoReturn:
@@ -72,6 +72,7 @@ def moto_override(endpoint: str) -> str:
         "  skip_metadata_api_check     = true\n"
         "  skip_requesting_account_id  = true\n"
         "  skip_region_validation      = true\n"
+        "  s3_use_path_style           = true\n"
         f"  endpoints {{\n{endpoints}\n  }}\n"
         "}\n"
     )

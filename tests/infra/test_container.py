@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from _docker import (
+    CONTAINER_PORT,
     DATABASE,
     PREBUILT_IMAGE,
     REQUIRE_DOCKER,
@@ -221,3 +222,78 @@ def test_runtime_image_holds_no_build_tools(image: str) -> None:
     )
     proc = docker("run", "--rm", "--entrypoint", "python3", image, "-c", probe)
     assert proc.stdout.strip() == "[] False []"
+
+
+# ---- replication (Litestream in the image, a moto S3 server on this machine) -----------------
+
+
+def _bridge_gateway() -> str:
+    """This machine's address on Docker's default bridge (its gateway, else the subnet's first host)."""
+    import ipaddress
+    import json
+
+    (config,) = json.loads(docker("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][:1]
+    return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+def test_container_replicates_and_a_new_volume_is_restored_from_the_replica(
+    run: RunContainer, volume: str, engine: None, image: str, tmp_path: Path
+) -> None:
+    """With EVENTSTATE_REPLICA_URL the container streams its log to S3; `docker stop` makes the
+    final sync; `eventstate restore` in the image fills an empty volume (as the boot script does),
+    and a container on it serves the same log."""
+    from replica_support import moto_s3, require_litestream, restore_cli, s3
+
+    require_litestream()
+    # The container reaches this machine at the bridge's gateway address; moto listens only there.
+    gateway = _bridge_gateway()
+    with moto_s3(host=gateway) as endpoint:
+        bucket = f"replica-{uuid.uuid4().hex[:12]}"
+        s3(endpoint).create_bucket(Bucket=bucket)
+        url = f"s3://{bucket}/container"
+        replica_env = {"EVENTSTATE_REPLICA_URL": url, "EVENTSTATE_REPLICA_ENDPOINT": endpoint,
+                       "EVENTSTATE_REPLICA_SYNC_INTERVAL_MS": "200",
+                       "EVENTSTATE_REPLICA_ANCHOR_INTERVAL_SECONDS": "1",
+                       "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_REGION": "us-east-1"}
+        env_args = [a for k, v in replica_env.items() for a in ("--env", f"{k}={v}")]
+        proc = docker("run", "--detach", "--publish", f"127.0.0.1::{CONTAINER_PORT}",
+                      "--volume", f"{volume}:/data", *env_args,
+                      "--env", f"EVENTSTATE_API_KEYS={API_KEY}", image)
+        first = Container(proc.stdout.strip())
+        try:
+            first.wait_ready()
+            acknowledged = post_updates(first, 10)
+
+            def anchored() -> bool:
+                with first.client(API_KEY) as http:
+                    text = http.get("/metrics").text
+                return f"eventstate_replica_anchored_seq {float(acknowledged[-1]['seq'])}" in text
+            wait_for("the head anchored beside the replica", anchored, timeout=60)
+            _, log = snapshot(first)
+            docker("stop", "--time", str(STOP_GRACE_SECONDS), first.id, timeout=60)
+            assert "replication stopped" in first.logs()
+        finally:
+            docker("rm", "--force", first.id, check=False)
+
+        # On the host, as an auditor would.
+        restored = restore_cli(endpoint, url, tmp_path / "restored.db")
+        assert restored.returncode == 0, restored.stderr
+        assert f"{len(log)} events, chain verified" in restored.stdout
+
+        # In the image, onto an empty volume, as the boot script does on a replaced instance.
+        fresh = f"eventstate-test-{uuid.uuid4().hex[:12]}"
+        docker("volume", "create", fresh)
+        try:
+            done = docker("run", "--rm", "--volume", f"{fresh}:/data", *env_args, image, "restore",
+                          "--replica", url, "--database", DATABASE, check=False, timeout=120)
+            assert done.returncode == 0, done.stderr
+            second = run(fresh)
+            second.wait_ready()
+            _, again = snapshot(second)
+            assert log == again
+        finally:
+            users = docker("ps", "--all", "--quiet", "--filter", f"volume={fresh}").stdout.split()
+            if users:
+                docker("rm", "--force", *users, check=False)
+            docker("volume", "rm", "--force", fresh, check=False)

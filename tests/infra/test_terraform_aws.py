@@ -223,6 +223,76 @@ def test_instance_role_has_session_manager(stack: Any, moto_endpoint: str) -> No
     assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]
 
 
+def _replica_bucket(outputs: dict[str, Any]) -> str:
+    return str(outputs["replica_bucket"])
+
+
+def test_replica_bucket_is_versioned_encrypted_and_private(stack: Any, moto_endpoint: str) -> None:
+    """The replica bucket keeps every version, encrypts at rest, blocks public access, refuses
+    plain HTTP, and expires only superseded versions."""
+    _, outputs = stack
+    s3 = client(moto_endpoint, "s3")
+    bucket = _replica_bucket(outputs)
+
+    assert outputs["replica_url"] == f"s3://{bucket}/{STACK}"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                     "RestrictPublicBuckets": True}
+    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert lifecycle["Status"] == "Enabled"
+    assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
+    assert "Expiration" not in lifecycle  # current objects (what a restore needs) never expire
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    (deny,) = policy["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+
+
+def test_instance_role_writes_the_replica_but_never_deletes(stack: Any, moto_endpoint: str) -> None:
+    """The instance may put, get and list under its prefix; every delete and every change to the
+    bucket's settings is denied explicitly, and nothing else about S3 is allowed."""
+    _, outputs = stack
+    bucket = _replica_bucket(outputs)
+    document = client(moto_endpoint, "iam").get_role_policy(
+        RoleName=f"{STACK}-instance", PolicyName=f"{STACK}-replica")["PolicyDocument"]
+    statements = document["Statement"]
+
+    def actions(statement: dict[str, Any]) -> set[str]:
+        value = statement["Action"]
+        return {value} if isinstance(value, str) else set(value)
+
+    allowed = set().union(*(actions(s) for s in statements if s["Effect"] == "Allow"))
+    denied = set().union(*(actions(s) for s in statements if s["Effect"] == "Deny"))
+    assert allowed == {"s3:ListBucket", "s3:PutObject", "s3:GetObject"}
+    assert not any("Delete" in a or "*" in a for a in allowed)
+    assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutBucketVersioning",
+            "s3:PutLifecycleConfiguration", "s3:PutBucketPolicy"} <= denied
+    (writes,) = [s for s in statements if "s3:PutObject" in actions(s)]
+    assert writes["Resource"] == f"arn:aws:s3:::{bucket}/{STACK}/*"
+    all_policies = client(moto_endpoint, "iam").list_role_policies(RoleName=f"{STACK}-instance")
+    others = [p for p in all_policies["PolicyNames"] if p != f"{STACK}-replica"]
+    for name in others:
+        other = client(moto_endpoint, "iam").get_role_policy(RoleName=f"{STACK}-instance", PolicyName=name)
+        assert "s3:" not in json.dumps(other["PolicyDocument"])
+
+
+def test_user_data_carries_the_replica_url_and_no_secret(stack: Any, moto_endpoint: str) -> None:
+    """The boot script learns where the replica is (to restore an empty volume) from the user data,
+    which holds no credential: the instance role provides those."""
+    _, outputs = stack
+    attribute = client(moto_endpoint, "ec2").describe_instance_attribute(
+        InstanceId=outputs["instance_id"], Attribute="userData"
+    )
+    user_data = gzip.decompress(base64.b64decode(attribute["UserData"]["Value"])).decode()
+
+    assert f"EVENTSTATE_BOOT_REPLICA_URL='{outputs['replica_url']}'" in user_data
+    assert "restore_if_empty" in user_data
+    for secret in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "testing", API_KEY):
+        assert secret not in user_data
+
+
 def test_second_operator_is_refused_while_an_apply_holds_the_lock(stack: Any) -> None:
     """While one apply runs, another operator's plan on the same state fails on the lock file."""
     refused = OBSERVED["second_plan"]
@@ -375,6 +445,9 @@ def test_destroy_leaves_nothing_but_final_snapshot(stack: Any, moto_endpoint: st
     assert ec2.describe_addresses(Filters=stack_filter)["Addresses"] == []
     repositories = client(moto_endpoint, "ecr").describe_repositories()["repositories"]
     assert STACK not in [r["repositoryName"] for r in repositories]
+    # The replica bucket was empty (nothing replicated to it here), so destroy could remove it.
+    buckets = client(moto_endpoint, "s3").list_buckets()["Buckets"]
+    assert outputs["replica_bucket"] not in [b["Name"] for b in buckets]
     roles = client(moto_endpoint, "iam").list_roles()["Roles"]
     assert f"{STACK}-instance" not in [r["RoleName"] for r in roles]
     snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=stack_filter)["Snapshots"]

@@ -20,6 +20,7 @@ locals {
     aws_region         = var.aws_region
     registry           = var.registry
     ready_timeout      = var.ready_timeout
+    replica_url        = var.replica_url
     boot_script        = trimsuffix(file("${local.bootstrap_dir}/eventstate-boot.sh"), "\n")
   })
 }

@@ -160,3 +160,14 @@ variable "image_parameter" {
     error_message = "The parameter name must be a path such as /eventstate/image."
   }
 }
+
+variable "replica_url" {
+  description = "s3://BUCKET/PREFIX the container replicates the event log to (and restores from on an empty volume); empty for none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.replica_url == "" || can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[a-zA-Z0-9_./-]+$", var.replica_url))
+    error_message = "The replica must be empty or look like s3://bucket/prefix."
+  }
+}
