@@ -464,15 +464,37 @@ down() {
     docker network rm "$network" >/dev/null 2>&1 || true
 }
 
+replica_lag() {
+    # The app's own eventstate_replica_lag_seconds from /metrics, read inside its container (the
+    # app port is never published); empty when replication is off or the app does not answer.
+    docker exec "$name" /opt/eventstate/bin/python -c '
+import os, urllib.request
+request = urllib.request.Request("http://127.0.0.1:5000/metrics")
+keys = os.environ.get("EVENTSTATE_API_KEYS_FILE")
+if keys:
+    with open(keys) as f:
+        request.add_header("X-API-KEY", f.readline().strip())
+for line in urllib.request.urlopen(request, timeout=5).read().decode().splitlines():
+    if line.startswith("eventstate_replica_lag_seconds "):
+        print(line.split()[1])
+' 2>/dev/null || true
+}
+
 report() {
     # Readiness (the app container's health check) and data disk use, as CloudWatch metrics.
     local namespace="${EVENTSTATE_BOOT_METRICS_NAMESPACE:?EVENTSTATE_BOOT_METRICS_NAMESPACE is required}"
     local data_dir="${EVENTSTATE_BOOT_DATA_DIR:?EVENTSTATE_BOOT_DATA_DIR is required}" ready=0 used
     [[ "$(app_health)" == healthy ]] && ready=1
     used="$(df --output=pcent "$data_dir" | tail -n 1 | tr -dc '0-9')"
+    local data=("MetricName=Ready,Value=${ready},Unit=Count"
+        "MetricName=DataDiskUsedPercent,Value=${used:-0},Unit=Percent")
+    local lag
+    lag="$(replica_lag)"
+    if [[ -n "$lag" ]]; then
+        data+=("MetricName=ReplicaLagSeconds,Value=${lag},Unit=Seconds")
+    fi
     aws cloudwatch put-metric-data --region "${EVENTSTATE_BOOT_AWS_REGION:?}" --namespace "$namespace" \
-        --metric-data "MetricName=Ready,Value=${ready},Unit=Count" \
-        "MetricName=DataDiskUsedPercent,Value=${used:-0},Unit=Percent"
+        --metric-data "${data[@]}"
 }
 
 case "$action" in

@@ -1,6 +1,7 @@
 # Alarms to one SNS topic (optionally e-mailed): readiness failing, a 5xx rate, the data disk over
-# 80%. The instance reports Ready and DataDiskUsedPercent every minute (`eventstate-boot report`,
-# run by a systemd timer the user data installs); the 5xx rate comes from Caddy's access log.
+# 80%, the off-host replica falling behind. The instance reports Ready, DataDiskUsedPercent and
+# ReplicaLagSeconds every minute (`eventstate-boot report`, run by a systemd timer the user data
+# installs); the 5xx rate comes from Caddy's access log.
 
 locals {
   metrics_namespace = "eventstate/${var.name}"
@@ -85,4 +86,20 @@ resource "aws_cloudwatch_metric_alarm" "server_errors" {
       stat        = "Sum"
     }
   }
+}
+
+resource "aws_cloudwatch_metric_alarm" "replica_lag" {
+  alarm_name          = "${var.name}-replica-lag"
+  alarm_description   = "The off-host replica of the event log (Litestream to ${local.replica_url}) has been more than ${var.alarm_replica_lag_seconds}s behind for 5 minutes: updates acknowledged since then would be lost with the host."
+  namespace           = local.metrics_namespace
+  metric_name         = "ReplicaLagSeconds"
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarm_replica_lag_seconds
+  # The not-ready alarm already covers an instance that stopped reporting.
+  treat_missing_data = "missing"
+  alarm_actions      = [aws_sns_topic.alarms.arn]
+  ok_actions         = [aws_sns_topic.alarms.arn]
 }

@@ -247,6 +247,17 @@ variable "alarm_5xx_percent" {
   }
 }
 
+variable "alarm_replica_lag_seconds" {
+  description = "How far (seconds) the off-host replica may fall behind the log for 5 minutes before the replica-lag alarm fires."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.alarm_replica_lag_seconds >= 10 && var.alarm_replica_lag_seconds <= 86400
+    error_message = "The lag must be between 10 seconds and a day."
+  }
+}
+
 variable "ecr_keep_images" {
   description = "How many images the ECR repository keeps (older ones expire): the releases rollback can return to."
   type        = number

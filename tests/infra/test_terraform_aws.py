@@ -398,7 +398,7 @@ def test_logs_and_alarms_go_to_one_topic(stack: Any, moto_endpoint: str) -> None
     groups = client(moto_endpoint, "logs").describe_log_groups(logGroupNamePrefix=outputs["log_group"])
     (group,) = [g for g in groups["logGroups"] if g["logGroupName"] == outputs["log_group"]]
     filters = client(moto_endpoint, "logs").describe_metric_filters(logGroupName=outputs["log_group"])
-    names = [f"{STACK}-not-ready", f"{STACK}-data-disk-80", f"{STACK}-5xx-rate"]
+    names = [f"{STACK}-not-ready", f"{STACK}-data-disk-80", f"{STACK}-5xx-rate", f"{STACK}-replica-lag"]
     alarms = client(moto_endpoint, "cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
     by_name = {a["AlarmName"]: a for a in alarms}
 
@@ -411,6 +411,8 @@ def test_logs_and_alarms_go_to_one_topic(stack: Any, moto_endpoint: str) -> None
     assert all(a["AlarmActions"] == [outputs["alarm_topic_arn"]] for a in alarms)
     assert by_name[f"{STACK}-data-disk-80"]["Threshold"] == 80
     assert by_name[f"{STACK}-not-ready"]["TreatMissingData"] == "breaching"
+    assert by_name[f"{STACK}-replica-lag"]["MetricName"] == "ReplicaLagSeconds"
+    assert by_name[f"{STACK}-replica-lag"]["Threshold"] == 300
 
 
 def test_second_plan_shows_no_drift(stack: Any) -> None:
