@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import NullPool
 
 from eventstate import merkle
+from eventstate.adapters.sqlite import identity
 from eventstate.adapters.sqlite.schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -274,6 +275,7 @@ class SQLiteStore:
             raise StoreError(f"directory {path.parent} does not exist")
         if path.is_dir():
             raise StoreError(f"{path} is a directory, not a database file")
+        identity.check_before_open(path)  # before SQLite can drop, misapply or touch anything
         exists = path.exists()
         if not exists and (readonly or not create):
             raise StoreError(f"database {path} does not exist")
@@ -325,6 +327,22 @@ class SQLiteStore:
                     self._upgrade()
         if check_head:  # audits open a mismatched log anyway: reporting it is their job
             self._check_head()
+        if create:
+            self._record_identity()
+
+    def _record_identity(self) -> None:
+        """Tag the log (once) in its header, make sure the tag is in the file itself and not
+        only in the WAL, and record which file the WAL that this process writes belongs to."""
+        raw = self._raw_reader
+        tag = int(raw.execute("PRAGMA user_version").fetchone()[0])
+        if tag == 0:
+            with self._write() as conn:  # under the write lock: two workers agree on one tag
+                if not conn.exec_driver_sql("PRAGMA user_version").scalar_one():
+                    conn.exec_driver_sql(f"PRAGMA user_version={identity.new_tag()}")
+            tag = int(raw.execute("PRAGMA user_version").fetchone()[0])
+        if identity.header_tag(identity.read_header(self.path)) != tag:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        identity.record(self.path, tag)
 
     def _create_schema(self) -> None:
         with self._write() as conn:
