@@ -11,6 +11,8 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +196,23 @@ def test_a_foreign_sqlite_file_without_tables_is_refused_untouched(tmp_path: Pat
         assert 2 == result.returncode, result
         assert "another application" in result.stderr
     assert before == files_of(tmp_path)
+
+
+def test_a_foreign_wal_mode_file_is_refused_without_checkpointing_its_wal(tmp_path: Path) -> None:
+    db = tmp_path / "theirs.db"
+    maker = ("import os, sqlite3, sys\n"
+             "c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=WAL')\n"
+             "c.execute('CREATE TABLE t(x)'); c.execute('INSERT INTO t VALUES (1)'); c.commit()\n"
+             "os._exit(0)  # the WAL stays, never checkpointed\n")
+    subprocess.run([sys.executable, "-c", maker, str(db)], check=True, timeout=30)
+    assert wal(db).stat().st_size > 32
+    before = {p: digest(p) for p in (db, wal(db))}
+
+    line = refused_start(db)
+
+    assert before == {p: digest(p) for p in (db, wal(db))}, "the foreign WAL was not checkpointed"
+    assert_mentions(line, "not an eventstate log", "untouched")
+    assert not id_file(db).exists()
 
 
 def test_a_normal_restart_and_a_crash_lose_no_acknowledged_event(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from eventstate.adapters.sqlite.schema import APPLICATION_ID
@@ -85,6 +87,15 @@ def _recorded(path: Path) -> dict[str, int] | None:
 def check_before_open(path: Path) -> None:
     """Refuse, naming what was found and how to recover, unless opening `path` with SQLite can
     neither drop a WAL's events, apply a WAL to a file it was not written for, nor touch a file of
+    another application. Reads only (SQLite may build its `-shm` index)."""
+    check_files(path)
+    if path.is_file() and path.stat().st_size > 0:
+        check_contents(path)
+
+
+def check_files(path: Path) -> None:
+    """Refuse, naming what was found and how to recover, unless opening `path` with SQLite can
+    neither drop a WAL's events, apply a WAL to a file it was not written for, nor touch a file of
     another application. Reads only."""
     wal, shm = wal_path(path), shm_path(path)
     wal_size = _wal_size(path)
@@ -143,6 +154,26 @@ def check_before_open(path: Path) -> None:
             f"after its server stopped writing (e.g. from /proc/PID/fd/N), remove {id_path(path)} "
             f"and restart; if it is an older backup, move {wal} and {shm} aside first"
         )
+
+
+def check_contents(path: Path) -> None:
+    """Refuse a SQLite file of another application whose header alone does not show it (its
+    `application_id` or its tables still in its WAL), through a read-only connection: a read-write
+    one would checkpoint that WAL into the file when it closes."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            application_id = int(conn.execute("PRAGMA application_id").fetchone()[0]) & 0xFFFFFFFF
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error:
+        return  # not readable as a database: opening reports why, and writes nothing either
+    if application_id not in (0, APPLICATION_ID):
+        raise StoreError(
+            f"{path} is a SQLite database of another application (application_id "
+            f"{application_id:#010x}, an eventstate log has {APPLICATION_ID:#010x}); it was left "
+            "untouched: point --database at an eventstate log or at a new file"
+        )
+    if tables and "eventstate_meta" not in tables:
+        raise StoreError(f"{path} is a SQLite database but not an eventstate log; it was left untouched")
 
 
 def record(path: Path, tag: int) -> None:
