@@ -150,9 +150,13 @@ caddyfile() {
 }
 https://${host_address}, https://localhost {
 	tls internal
+	# JSON access log, without the API key a client sent.
 	log {
 		output stdout
-		format json
+		format filter {
+			wrap json
+			request>headers>X-Api-Key delete
+		}
 	}
 	# Round robin over the instances; an instance failing /health/ready (or a dial) leaves the pool
 	# and a request that could not reach one is tried on the next. A request that did reach an
@@ -166,6 +170,8 @@ https://${host_address}, https://localhost {
 		health_uri /health/ready
 		health_interval 1s
 		health_timeout 2s
+		# Which instance answered (its network alias), for operators and the failover test.
+		header_down Eventstate-Instance {http.reverse_proxy.upstream.host}
 	}
 }
 EOF
@@ -249,7 +255,7 @@ up() {
 down() {
     local container
     # Every container of this prefix, the instances beyond INSTANCES included.
-    for container in "$lb" $(docker ps --all --quiet --filter "name=^${name}-[0-9]+$") "$db"; do
+    for container in "$lb" $(docker ps --all --format '{{.Names}}' --filter "name=^${name}-[0-9]+$") "$db"; do
         if docker inspect "$container" >/dev/null 2>&1; then
             log "removing container $container"
             docker rm --force --volumes "$container" >/dev/null

@@ -91,6 +91,7 @@ class Driver:
         self.verify = ssl.create_default_context(cafile=ca)
         self.lock = threading.Lock()
         self.acknowledged: list[dict[str, Any]] = []
+        self.answered_by: list[str] = []  # the instance behind each acknowledged update
         self.transient: list[str] = []  # 5xx and connection errors seen (then retried)
         self.refused = 0  # 412: someone else incremented first
         self.done = threading.Event()
@@ -132,6 +133,7 @@ class Driver:
                     if response.status_code == 200:
                         with self.lock:
                             self.acknowledged.append(response.json())
+                            self.answered_by.append(response.headers["eventstate-instance"])
                     elif response.status_code == 412:
                         with self.lock:
                             self.refused += 1
@@ -189,7 +191,8 @@ def test_two_instances_behind_the_load_balancer_survive_one_stopping(target: Tar
                    lambda: driver.count() >= STOP_AFTER or driver.errors, RUN_DEADLINE)
         # SIGTERM: uvicorn drains what it has in flight; Caddy's health checks take it out of the pool.
         docker("stop", "--time", "10", instances[0])
-        stopped_at = driver.count()
+        # The instance has exited; each client may still be handling one answer it already had.
+        stopped_at = driver.count() + CLIENTS
         wait_until(f"{AFTER_STOP} more acknowledged updates with {instances[0]} stopped",
                    lambda: driver.count() >= stopped_at + AFTER_STOP or driver.errors, RUN_DEADLINE)
     finally:
@@ -197,6 +200,9 @@ def test_two_instances_behind_the_load_balancer_survive_one_stopping(target: Tar
         for thread in threads:
             thread.join(90)
     assert not driver.errors, driver.errors
+    # The load balancer used both instances, and only the running one once the other had stopped.
+    assert set(driver.answered_by[:STOP_AFTER]) == {"app-1", "app-2"}
+    assert set(driver.answered_by[stopped_at:]) == {"app-2"}
     assert docker("inspect", "--format", "{{.State.Running}}", instances[0]).stdout.strip() == "false"
     print(f"local-ha drive: {len(driver.acknowledged)} acknowledged, {driver.refused} refused (412), "
           f"{len(driver.transient)} retried after 5xx/connection errors: {sorted(set(driver.transient))}")
