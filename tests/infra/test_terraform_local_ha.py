@@ -1,6 +1,7 @@
 """The `local-ha` target for real: PostgreSQL, two eventstate containers and Caddy load balancing
 over HTTPS. Clients drive If-Match increments through the load balancer while one instance is
-stopped; no acknowledged update is lost, the chain verifies; destroy leaves nothing behind."""
+stopped, started again, and the other killed; no acknowledged update is lost, the chain verifies;
+destroy leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -164,8 +165,9 @@ def all_events(http: httpx.Client) -> list[dict[str, Any]]:
 
 def test_two_instances_behind_the_load_balancer_survive_one_stopping(target: Target, image: str) -> None:
     """deploy prints a healthy HTTPS URL; clients drive If-Match increments through the load balancer
-    while one instance is stopped; every acknowledged update is in the log, the counter equals the
-    number of 200s, `eventstate verify` accepts the chain on PostgreSQL; destroy removes it all."""
+    while one instance is stopped (then started again) and the other is killed; every acknowledged
+    update is in the log, the counter equals the number of 200s, `eventstate verify` accepts the
+    chain on PostgreSQL; destroy removes it all."""
     said: list[str] = []
     started = time.monotonic()
     url = deploy(target, say=said.append)
@@ -195,6 +197,16 @@ def test_two_instances_behind_the_load_balancer_survive_one_stopping(target: Tar
         stopped_at = driver.count() + CLIENTS
         wait_until(f"{AFTER_STOP} more acknowledged updates with {instances[0]} stopped",
                    lambda: driver.count() >= stopped_at + AFTER_STOP or driver.errors, RUN_DEADLINE)
+        # The stopped instance comes back and the balancer sends it work again; then the other one
+        # dies hard (SIGKILL, requests in flight): those are retried by the clients with their keys.
+        docker("start", instances[0])
+        restarted_at = driver.count()
+        wait_until(f"{instances[0]} answering again",
+                   lambda: "app-1" in driver.answered_by[restarted_at:] or driver.errors, RUN_DEADLINE)
+        docker("kill", "--signal", "KILL", instances[1])
+        killed_at = driver.count() + CLIENTS
+        wait_until(f"{AFTER_STOP} more acknowledged updates with {instances[1]} killed",
+                   lambda: driver.count() >= killed_at + AFTER_STOP or driver.errors, RUN_DEADLINE)
     finally:
         driver.done.set()
         for thread in threads:
@@ -202,8 +214,9 @@ def test_two_instances_behind_the_load_balancer_survive_one_stopping(target: Tar
     assert not driver.errors, driver.errors
     # The load balancer used both instances, and only the running one once the other had stopped.
     assert set(driver.answered_by[:STOP_AFTER]) == {"app-1", "app-2"}
-    assert set(driver.answered_by[stopped_at:]) == {"app-2"}
-    assert docker("inspect", "--format", "{{.State.Running}}", instances[0]).stdout.strip() == "false"
+    assert set(driver.answered_by[stopped_at:restarted_at]) == {"app-2"}
+    assert set(driver.answered_by[killed_at:]) == {"app-1"}
+    assert docker("inspect", "--format", "{{.State.Running}}", instances[1]).stdout.strip() == "false"
     print(f"local-ha drive: {len(driver.acknowledged)} acknowledged, {driver.refused} refused (412), "
           f"{len(driver.transient)} retried after 5xx/connection errors: {sorted(set(driver.transient))}")
 
