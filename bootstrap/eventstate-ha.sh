@@ -147,6 +147,14 @@ caddyfile() {
 	persist_config off
 	skip_install_trust
 	default_sni ${host_address}
+	# Caddy's own log (a failed proxy attempt logs the request) without the API key either.
+	log default {
+		output stderr
+		format filter {
+			wrap json
+			request>headers>X-Api-Key delete
+		}
+	}
 }
 https://${host_address}, https://localhost {
 	tls internal

@@ -232,6 +232,10 @@ def test_two_instances_behind_the_load_balancer_survive_one_stopping(target: Tar
     for event in driver.acknowledged:
         assert by_seq[event["seq"]] == event
 
+    access_log = docker("logs", f"{name}-lb")
+    assert '"uri":"/update"' in access_log.stdout
+    assert key not in access_log.stdout + access_log.stderr  # the API key stays out of the logs
+
     # The auditor's check, on the database itself (reached over the target's private network).
     password = (target.state_dir / "db-password").read_text().strip()
     audit = subprocess.run(
