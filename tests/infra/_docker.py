@@ -104,7 +104,8 @@ def build_image(tag: str, context: Path) -> None:
             *("--python-version", f"{py_major}.{py_minor}", "--implementation", "cp"),
             *("--abi", f"cp{py_major}{py_minor}"),
             *(f"--platform={p}" for p in _wheel_platforms(machine, glibc)),
-            f"{own_wheel}[replica,tls]",  # Litestream and boto3; Caddy, which the deploy targets run
+            # Litestream and boto3; Caddy, which the deploy targets run; psycopg for PostgreSQL.
+            f"{own_wheel}[postgresql,replica,tls]",
         ],
         check=True,
     )

@@ -118,6 +118,9 @@ def test_deploy_serves_https_with_printed_ca_then_destroy_removes_everything(tar
     assert plain.status_code == 400  # Caddy: "Client sent an HTTP request to an HTTPS server."
     assert published_ports(name) == {}
     assert list(published_ports(f"{name}-tls")) == ["443/tcp"]
+    access_log = docker("logs", f"{name}-tls")
+    assert '"uri":"/update"' in access_log.stdout
+    assert key not in access_log.stdout + access_log.stderr  # the API key stays out of the logs
 
     said.clear()
     deploy(target, say=said.append)

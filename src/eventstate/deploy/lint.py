@@ -14,7 +14,7 @@ from pathlib import Path
 
 from eventstate.deploy.terraform import Terraform, TerraformError, cli_config, find_provider_mirror
 
-MODULES = ("infra/modules/user-data", "infra/local", "infra/aws")
+MODULES = ("infra/modules/user-data", "infra/local", "infra/local-ha", "infra/aws")
 REQUIRE_ENV = "EVENTSTATE_REQUIRE_TERRAFORM"
 
 

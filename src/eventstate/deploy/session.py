@@ -28,7 +28,7 @@ import attrs
 
 from eventstate.deploy.terraform import Plan, Terraform, TerraformError, cli_config, find_provider_mirror
 
-TARGETS = ("aws", "local")
+TARGETS = ("aws", "local", "local-ha")
 LOCAL_IMAGE = "eventstate:latest"
 STATE_ENV = "EVENTSTATE_DEPLOY_STATE"
 DEFAULT_ENV = "default"
@@ -268,15 +268,18 @@ def deploy(
     say(f"API keys (X-API-KEY for POST /update): {target.api_keys_file}")
     if target.name == "aws":
         say(f"shell: aws ssm start-session --target {tf.outputs()['instance_id']}")
+    if target.name == "local-ha":
+        say(f"instances behind the load balancer: {', '.join(outputs['instances'])}")
     return url
 
 
 def _boot_error(target: Target) -> str | None:
     # The local target's boot script logs why `up` failed (e.g. "... rolled back to sha256:...").
-    log = target.state_dir / "eventstate-boot.log"
-    if target.name != "local" or not log.exists():
+    script = {"local": "eventstate-boot", "local-ha": "eventstate-ha"}.get(target.name)
+    log = target.state_dir / f"{script}.log"
+    if script is None or not log.exists():
         return None
-    errors = [line for line in log.read_text().splitlines() if "eventstate-boot[up]: error:" in line]
+    errors = [line for line in log.read_text().splitlines() if f"{script}[up]: error:" in line]
     return errors[-1] if errors else None
 
 
@@ -497,6 +500,8 @@ def _variables(
     image: str | None = None,
 ) -> dict[str, Any]:
     keys_file = ensure_api_keys(target.api_keys_file)
+    if target.name == "local-ha":
+        return _local_ha_variables(target, keys_file, build_command=build_command, push=push, say=say)
     if target.name == "local":
         # IMAGE (a rollback) or EVENTSTATE_LOCAL_IMAGE runs an existing image as it is; by default
         # eventstate:latest is (re)built when missing or stale.
@@ -542,6 +547,40 @@ def _variables(
     if push and tf is not None:
         _push_to_ecr(tf, variables, say=say)
     return variables
+
+
+# The image `bash .ci/docker.sh` builds with Debian's PostgreSQL (no registry is needed).
+POSTGRES_IMAGE = "eventstate-postgres:bookworm"
+
+
+def _local_ha_variables(
+    target: Target, keys_file: Path, *, build_command: str | None, push: bool, say: Callable[[str], None]
+) -> dict[str, Any]:
+    # As the local target: EVENTSTATE_LOCAL_IMAGE runs an existing image, else eventstate:latest is
+    # (re)built when missing or stale. The PostgreSQL image is built by the CI docker script.
+    image = os.environ.get("EVENTSTATE_LOCAL_IMAGE")
+    if image is None:
+        image = LOCAL_IMAGE
+        if push:
+            ensure_local_image(target.root, build_command, say=say)
+    image_id = local_image_id(image)
+    postgres_image = os.environ.get("EVENTSTATE_POSTGRES_IMAGE") or POSTGRES_IMAGE
+    if push and image_id is None:
+        raise DeployError(f"image {image} is not on this machine's Docker engine")
+    if push and local_image_id(postgres_image) is None:
+        raise DeployError(
+            f"image {postgres_image} is not on this machine's Docker engine: bash .ci/docker.sh builds it"
+        )
+    return {
+        "image": image,
+        "image_id": image_id or "sha256:" + "0" * 64,
+        "postgres_image": postgres_image,
+        "state_dir": str(target.state_dir),
+        "api_keys_file": str(keys_file),
+        "host_port": int(os.environ.get("EVENTSTATE_LOCAL_PORT", "5443")),
+        "name": os.environ.get("EVENTSTATE_LOCAL_CONTAINER", "eventstate-ha"),
+        "instances": int(os.environ.get("EVENTSTATE_HA_INSTANCES", "2")),
+    }
 
 
 def _push_to_ecr(tf: Terraform, variables: dict[str, Any], *, say: Callable[[str], None]) -> None:
