@@ -19,6 +19,7 @@ from eventstate.commands import Command, Recorded
 from eventstate.domain import Head, parse_timestamp
 from eventstate.http.body import read_json_body
 from eventstate.http.pages import IMMUTABLE, MUTABLE, Page, PageCache, PageKey, etag_for, is_immutable
+from eventstate.http.responses import Encoded, RawHeaders
 from eventstate.http.schemas import (
     ETAG_LIST_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
@@ -65,13 +66,13 @@ def service(request: Request[Any, Any, Any]) -> EventService:
     return svc
 
 
-def _json(body: bytes, headers: dict[str, str] | None = None, status: int = 200) -> ASGIResponse:
+def _json(body: bytes, headers: RawHeaders | None = None, status: int = 200) -> ASGIResponse:
     # An ASGIResponse goes out as is: the hot paths skip Litestar's response rendering.
-    return ASGIResponse(body=body, media_type=JSON, headers=headers, status_code=status)
+    return Encoded(body, headers, status_code=status)
 
 
-def _etag(version: int) -> dict[str, str]:
-    return {"etag": f'"{version}"'}
+def _etag(version: int) -> RawHeaders:
+    return [(b"etag", b'"%d"' % version)]
 
 
 def _header(request: Request[Any, Any, Any], name: bytes) -> str | None:
@@ -124,7 +125,7 @@ def get_status(
         head = svc.status()
         if_none_match = _header(request, b"if-none-match")
         if if_none_match is not None and if_none_match.strip() in (f'"{head.version}"', "*"):
-            return ASGIResponse(body=b"", status_code=304, headers=_etag(head.version))
+            return Encoded(b"", _etag(head.version), status_code=304)
     return _json(status_body(head), _etag(head.version))
 
 
@@ -152,14 +153,14 @@ async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
 
 
 async def record_update(svc: EventService, body: bytes, if_match: str | None,
-                        idempotency_key: str | None) -> tuple[bytes, dict[str, str]]:
+                        idempotency_key: str | None) -> tuple[bytes, RawHeaders]:
     """The whole of `POST /update` after the body is read: the event's JSON and the headers."""
     command = Command(decode_update(body), parse_if_match(if_match),
                       parse_idempotency_key(idempotency_key))
     recorded: Recorded = await svc.update(command)
     headers = _etag(recorded.event.seq)
     if recorded.replayed:
-        headers["idempotent-replayed"] = "true"
+        headers.append((b"idempotent-replayed", b"true"))
     return encode(event_body(recorded.event)), headers
 
 
@@ -185,14 +186,18 @@ def get_logs(
             cache.put(key, page)
     else:
         immutable = True
-    headers = {"cache-control": IMMUTABLE if immutable else MUTABLE}
+    headers = [(b"cache-control", _IMMUTABLE if immutable else _MUTABLE)]
     if page.link:
-        headers["link"] = page.link
+        headers.append((b"link", page.link.encode()))
     if immutable:
-        headers["etag"] = page.etag
+        headers.append((b"etag", page.etag.encode()))
         if _header(request, b"if-none-match") in (page.etag, "*"):
-            return ASGIResponse(body=b"", status_code=304, headers=headers)
+            return Encoded(b"", headers, status_code=304)
     return _json(page.body, headers)
+
+
+_IMMUTABLE = IMMUTABLE.encode()
+_MUTABLE = MUTABLE.encode()
 
 
 def _page(svc: EventService, key: PageKey) -> tuple[Page, bool]:
