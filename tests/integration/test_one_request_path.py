@@ -54,9 +54,10 @@ def test_a_guard_added_to_the_app_applies_to_every_route(gated, method, path):
     assert 0 == gated.get("/status").json()["version"]
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/status"), ("POST", "/update")])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/status"), ("POST", "/update"),
+                                              ("GET", "/logs"), ("HEAD", "/status")])
 def test_an_after_request_hook_applies_to_the_busiest_routes(gated, method, path):
-    """An after_request hook given to create_app sees /status and /update responses."""
+    """An after_request hook given to create_app sees /status, /update and /logs responses."""
     response = gated.request(method, path, content=b'{"counter": 1}', headers=JSON)
     assert 200 == response.status_code
     assert "yes" == response.headers["x-after-request"]
