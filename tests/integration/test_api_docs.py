@@ -119,3 +119,11 @@ def test_swagger_renders_in_a_real_browser_without_internet(server_factory, db_p
     assert {"/status", "/update", "/logs", "/logs/{seq}", "/logs/stream"} <= rendered
 
 
+
+
+def test_every_status_the_body_reader_answers_is_documented_for_updates(client):
+    """POST /update documents what the one body reader refuses with: 408, 413 and 415."""
+    documented = client.get("/schema/openapi.json").json()["paths"]["/update"]["post"]["responses"]
+    assert {"408", "413", "415"} <= set(documented)
+    refused = client.post("/update", content=b"counter=1", headers={"content-type": "text/plain"})
+    assert str(refused.status_code) in documented

@@ -143,7 +143,7 @@ def _moment(text: str) -> datetime:
 
 @post("/update", status_code=200, operation_class=UpdateOperation, summary="Record an update",
       responses={**ok(EventBody, "The recorded event"),
-                 **problems(400, 401, 409, 412, 413, 422, 429, 503)})
+                 **problems(400, 401, 408, 409, 412, 413, 415, 422, 429, 503)})
 async def post_update(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Append one update to the log; answer with the event once it is durably committed."""
     body, headers = await record_update(service(request), await read_json_body(request),
