@@ -100,9 +100,16 @@ class EventService:
             if remaining <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(),
-                                       min(remaining, 0.25) if self._shared else remaining)
+                await asyncio.wait_for(self._changed.wait(), min(remaining, self._poll_seconds()))
         return True
+
+    def _poll_seconds(self) -> float:
+        """How long a tail waits before looking for other processes' commits itself: a few times a
+        second when nothing pushes news; when the store pushes (LISTEN/NOTIFY), only a slow safety
+        net, since every commit wakes the tails at once."""
+        if not self._shared:
+            return float("inf")
+        return 5.0 if self._pushed else 0.25
 
     def lag(self) -> int:
         """Events in the log that this process's projection has not seen yet."""
