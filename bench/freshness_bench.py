@@ -91,8 +91,8 @@ def _wrk(read_url: str, write_url: str, concurrency: int, duration: float) -> st
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        out = subprocess.run(  # noqa: S603, S607 - wrk from PATH
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{int(duration)}s", "--latency", f"{read_url}/status"],
+        out = subprocess.run(  # noqa: S603 - wrk from PATH
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{int(duration)}s", "--latency", f"{read_url}/status"],  # noqa: S607
             capture_output=True, text=True, check=True).stdout
     finally:
         stop.set()
