@@ -103,6 +103,8 @@ def create_app(settings: Settings, plugins: Sequence[PluginProtocol] = ()) -> Li
             )
             metrics.track(version=lambda: svc.projection.cached().version, lag=svc.lag,
                           pending=lambda: svc.writer.pending)
+            metrics.track_head_checks(started=lambda: svc.head_check.started,
+                                      reads=lambda: svc.head_check.waits)
             svc.start()
             app.state.service = svc
             replicator = None

@@ -78,6 +78,12 @@ class Metrics:
                          "Events committed to the log that this process's projection has not seen",
                          registry=r)
         self.pending = Gauge("eventstate_writer_pending", "Updates waiting for the writer", registry=r)
+        self.head_checks = Gauge(
+            "eventstate_head_checks_started",
+            "Head checks asked of a remote log (PostgreSQL) for fresh reads; one serves every read "
+            "that arrived while the previous one ran", registry=r)
+        self.fresh_reads = Gauge("eventstate_head_check_reads",
+                                 "Reads that waited for a head check of a remote log", registry=r)
 
     def observe_batch(self, stats: BatchStats) -> None:
         """Record one group commit (called on the writer thread)."""
@@ -94,6 +100,11 @@ class Metrics:
         self.version.set_function(version)
         self.lag.set_function(lag)
         self.pending.set_function(pending)
+
+    def track_head_checks(self, started: Callable[[], float], reads: Callable[[], float]) -> None:
+        """Gauges of the shared head check (what the freshness promise costs on a remote log)."""
+        self.head_checks.set_function(started)
+        self.fresh_reads.set_function(reads)
 
     def render(self) -> bytes:
         """The text exposition format."""

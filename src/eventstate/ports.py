@@ -167,6 +167,10 @@ class EventStore(Protocol):
     description: str
     """Where the log lives, for messages (a file path, or a URL without its password)."""
 
+    remote: bool
+    """Whether reading the head is a network round trip (then the service asks it off the event
+    loop, one check shared by the reads that arrive together) rather than a local, cheap look."""
+
     def begin(self, *, wait: bool = True) -> WriteTransaction:
         """Begin a write transaction; without `wait`, raise StoreBusy rather than wait for another writer."""
         ...

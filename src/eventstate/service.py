@@ -13,6 +13,7 @@ from eventstate import merkle
 from eventstate.checkpoints import HOW_TO_ENABLE, CheckpointLog, CheckpointsDisabled
 from eventstate.commands import Command, Outcome, Recorded
 from eventstate.domain import DomainError, Event, Head, format_timestamp
+from eventstate.freshness import SharedCheck
 from eventstate.ports import EventStore, StoreError, StoreUnavailable
 from eventstate.projection import Projection
 from eventstate.writer import BatchStats, GroupCommitWriter
@@ -65,6 +66,11 @@ class EventService:
         self._pushed = False  # whether the store wakes us when another process commits
         self._stopped = False
         self._seen = 0
+        # A remote store's head is asked off the event loop, one check for the reads that arrive
+        # together (see freshness.py); a local store answers `changed` cheaply in place.
+        self._remote = shared and log.remote
+        self.head_check = SharedCheck(self._check_head)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.writer = GroupCommitWriter(
             log, self._committed, max_batch=max_batch, max_pending=max_pending,
             key_ttl=key_ttl, on_batch=on_batch,
@@ -89,14 +95,21 @@ class EventService:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.projection.current().version <= version:
+        while (await self.fresh_status()).version <= version:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(),
-                                       min(remaining, 0.25) if self._shared else remaining)
+                await asyncio.wait_for(self._changed.wait(), min(remaining, self._poll_seconds()))
         return True
+
+    def _poll_seconds(self) -> float:
+        """How long a tail waits before looking for other processes' commits itself: a few times a
+        second when nothing pushes news; when the store pushes (LISTEN/NOTIFY), only a slow safety
+        net, since every commit wakes the tails at once."""
+        if not self._shared:
+            return float("inf")
+        return 5.0 if self._pushed else 0.25
 
     def lag(self) -> int:
         """Events in the log that this process's projection has not seen yet."""
@@ -116,11 +129,27 @@ class EventService:
     def _news(self) -> None:
         if self._stopped:
             return
+        if self._remote:  # the head is asked in a worker thread; the loop goes on meanwhile
+            task = asyncio.get_running_loop().create_task(self._remote_news())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         try:
-            moved = self.projection.current().version > self._seen
+            self.projection.current()
         except (StoreError, StoreUnavailable):
             return  # the database is away: readers get 503 themselves, streams keep waiting
-        if moved:
+        self._announce()
+
+    async def _remote_news(self) -> None:
+        try:
+            await self.fresh_status()
+        except (StoreError, StoreUnavailable):
+            return  # the database is away: readers get 503 themselves, streams keep waiting
+        self._announce()
+
+    def _announce(self) -> None:
+        """Wake every tail if the projection moved past what they were last told."""
+        if self.projection.cached().version > self._seen:
             self._seen = self.projection.cached().version
             self._changed.set()
             self._changed = asyncio.Event()
@@ -134,6 +163,18 @@ class EventService:
     def status(self) -> Head:
         """The current head, fresh with respect to every commit acknowledged before this call."""
         return self.projection.current()
+
+    async def fresh_status(self) -> Head:
+        """`status`, without holding up the event loop on a remote store: the head is asked in a
+        worker thread by a check that started after this call, shared with every read that
+        arrived meanwhile (freshness.SharedCheck)."""
+        if not self._remote:
+            return self.projection.current()
+        await self.head_check.wait()
+        return self.projection.cached()
+
+    async def _check_head(self) -> None:
+        self.projection.advance(await asyncio.to_thread(self.log.head))
 
     def status_as_of(self, seq: int) -> Head:
         """The head as it was right after event `seq` (0: the empty log)."""

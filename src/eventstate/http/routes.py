@@ -103,10 +103,10 @@ def parse_idempotency_key(value: str | None) -> str | None:
     return value[1:-1] if value.startswith('"') else value
 
 
-@get("/status", sync_to_thread=False, summary="Current state", operation_class=StatusOperation,
+@get("/status", summary="Current state", operation_class=StatusOperation,
      responses={**ok(StatusBody, "The state, its version and when it last changed"),
                 **not_modified(), **problems(400, 401, 404)})
-def get_status(
+async def get_status(
     request: Request[Any, Any, Any],
     as_of: Annotated[int | None, QueryParameter(ge=0, le=2**63 - 1,
                                                 description="State right after this seq")] = None,
@@ -122,7 +122,7 @@ def get_status(
     elif as_of is not None:
         head = svc.status_as_of(as_of)
     else:
-        head = svc.status()
+        head = await svc.fresh_status()
         if_none_match = _header(request, b"if-none-match")
         if if_none_match is not None and if_none_match.strip() in (f'"{head.version}"', "*"):
             return Encoded(b"", _etag(head.version), status_code=304)

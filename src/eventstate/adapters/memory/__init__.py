@@ -166,6 +166,7 @@ class MemoryStore:
     """An event log held in this process's memory."""
 
     description = "memory"
+    remote = False
 
     def __init__(self) -> None:
         self._data = _Data()

@@ -318,6 +318,7 @@ class PostgresStore:
     def __init__(self, url: str, engine: sa.Engine, *, readonly: bool) -> None:
         self.url = url
         self.description = sa.make_url(url).render_as_string(hide_password=True)
+        self.remote = True
         self._engine = engine
         self._readonly = readonly
         self._listeners: list[Callable[[], None]] = []

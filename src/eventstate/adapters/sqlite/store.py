@@ -242,6 +242,7 @@ class SQLiteStore:
                  busy_timeout_ms: int = 5000) -> None:
         self.path = path
         self.description = str(path)
+        self.remote = False
         self._busy_timeout_s = busy_timeout_ms / 1000
         self._engine = engine
         self._readonly = readonly
