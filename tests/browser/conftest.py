@@ -35,9 +35,13 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless system Chromium for the session."""
+    """One headless system Chromium per test module.
+
+    Not per session: Playwright's sync API keeps its event loop running in this thread until it is
+    stopped, and every later test that calls `asyncio.run` would then fail.
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
