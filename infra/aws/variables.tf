@@ -303,4 +303,104 @@ variable "destroy_replica" {
   description = "Whether destroy may delete the replica bucket with its contents. By default (false) destroy refuses to remove a bucket that holds a replica."
   type        = bool
   default     = false
+# ---- topology (ha.tf) --------------------------------------------------------------------------
+
+variable "topology" {
+  description = "single: one instance, the log in SQLite on its EBS volume, Caddy for TLS (main.tf). ha: the log in RDS PostgreSQL Multi-AZ, an Auto Scaling group of instances in two or more zones behind an Application Load Balancer with an ACM certificate for domain (ha.tf)."
+  type        = string
+  default     = "single"
+
+  validation {
+    condition     = contains(["single", "ha"], var.topology)
+    error_message = "The topology must be single or ha."
+  }
+
+  validation {
+    # An ALB cannot serve HTTPS on its own address: ACM certificates name a domain.
+    condition     = var.topology != "ha" || var.domain != ""
+    error_message = "The ha topology needs a domain: the load balancer's ACM certificate names it."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ha: an issued ACM certificate for domain to use instead of requesting one. Without it and without route53_zone_id, the requested certificate waits for its DNS validation record, which you create from the acm_validation_records output."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$", var.certificate_arn))
+    error_message = "The certificate ARN must look like arn:aws:acm:eu-west-1:123456789012:certificate/<id>."
+  }
+}
+
+variable "ha_instances" {
+  description = "ha: how many instances the Auto Scaling group keeps (at least 2, spread over the zones of subnet_ids)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.ha_instances >= 2 && var.ha_instances <= 20 && floor(var.ha_instances) == var.ha_instances
+    error_message = "The ha topology runs 2-20 instances."
+  }
+}
+
+variable "subnet_ids" {
+  description = "ha: subnets (in at least two availability zones, with a route to the internet) for the load balancer, the instances and the database; null uses the default VPC's."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.subnet_ids == null || length(coalesce(var.subnet_ids, [])) >= 2
+    error_message = "Give at least two subnets, in different availability zones."
+  }
+}
+
+variable "db_instance_class" {
+  description = "ha: RDS instance class of the PostgreSQL database (Multi-AZ doubles its price)."
+  type        = string
+  default     = "db.t4g.micro"
+
+  validation {
+    condition     = can(regex("^db\\.[a-z0-9]+\\.[a-z0-9]+$", var.db_instance_class))
+    error_message = "The class must look like db.t4g.micro."
+  }
+}
+
+variable "db_engine_version" {
+  description = "ha: PostgreSQL major version (minor versions are upgraded automatically in the maintenance window)."
+  type        = string
+  default     = "16"
+
+  validation {
+    condition     = contains(["14", "15", "16", "17"], var.db_engine_version)
+    error_message = "The PostgreSQL version must be 14, 15, 16 or 17."
+  }
+}
+
+variable "db_storage_gb" {
+  description = "ha: allocated gp3 storage of the database in GiB (it grows automatically up to 5 times this)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.db_storage_gb >= 20 && var.db_storage_gb <= 6000
+    error_message = "RDS gp3 storage is 20-6000 GiB."
+  }
+}
+
+variable "db_backup_retention_days" {
+  description = "ha: days of automated backups (point-in-time restore) RDS keeps."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_backup_retention_days >= 1 && var.db_backup_retention_days <= 35
+    error_message = "Automated backups are kept 1-35 days (0 would turn them off)."
+  }
+}
+
+variable "deletion_protection" {
+  description = "ha: deletion protection on the database and the load balancer. Leave it on for a real stack; turn it off (false) only to destroy one, e.g. a test stack: `terraform apply -var deletion_protection=false` first, then destroy."
+  type        = bool
+  default     = true
 }
