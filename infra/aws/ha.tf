@@ -16,12 +16,8 @@ locals {
   ha_zones      = distinct([for s in data.aws_subnet.ha : s.availability_zone])
   app_port      = 5000
   db_name       = "eventstate"
-  # Issued by the DNS validation below, or given; without either, the requested one (pending).
-  ha_certificate_arn = !local.ha ? "" : (
-    var.certificate_arn != null ? var.certificate_arn : (
-      var.route53_zone_id != null ? aws_acm_certificate_validation.ha[0].certificate_arn : aws_acm_certificate.ha[0].arn
-    )
-  )
+  # Given, or requested here and issued once its DNS validation record in the zone is seen.
+  ha_certificate_arn = !local.ha ? "" : coalesce(var.certificate_arn, one(aws_acm_certificate_validation.ha[*].certificate_arn))
 }
 
 data "aws_subnet" "ha" {
@@ -433,6 +429,9 @@ resource "aws_autoscaling_group" "ha" {
     strategy = "Rolling"
     preferences {
       min_healthy_percentage = 50
+      # A refresh whose new instances never pass the load balancer's health check goes back to
+      # the previous launch template version (the previous image).
+      auto_rollback = true
     }
   }
 

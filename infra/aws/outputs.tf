@@ -109,14 +109,3 @@ output "database_secret_arn" {
   description = "ha: Secrets Manager secret RDS keeps the database's master user and password in."
   value       = local.ha ? aws_db_instance.ha[0].master_user_secret[0].secret_arn : ""
 }
-
-output "acm_validation_records" {
-  description = "ha without route53_zone_id or certificate_arn: the DNS records to create so ACM issues the certificate."
-  value = local.ha && var.certificate_arn == null ? [
-    for o in aws_acm_certificate.ha[0].domain_validation_options : {
-      name  = o.resource_record_name
-      type  = o.resource_record_type
-      value = o.resource_record_value
-    }
-  ] : []
-}

@@ -320,10 +320,16 @@ variable "topology" {
     condition     = var.topology != "ha" || var.domain != ""
     error_message = "The ha topology needs a domain: the load balancer's ACM certificate names it."
   }
+
+  validation {
+    # A load balancer listener refuses a certificate that is still waiting for its validation.
+    condition     = var.topology != "ha" || var.route53_zone_id != null || var.certificate_arn != null
+    error_message = "The ha topology needs route53_zone_id (the stack validates its ACM certificate there) or certificate_arn (an issued certificate)."
+  }
 }
 
 variable "certificate_arn" {
-  description = "ha: an issued ACM certificate for domain to use instead of requesting one. Without it and without route53_zone_id, the requested certificate waits for its DNS validation record, which you create from the acm_validation_records output."
+  description = "ha: an issued ACM certificate for domain to use instead of requesting one (needed when DNS is not in a Route 53 zone given by route53_zone_id, which lets the stack validate its own certificate)."
   type        = string
   default     = null
 
