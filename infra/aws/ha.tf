@@ -83,6 +83,7 @@ resource "aws_db_instance" "ha" {
   # RDS generates the password and keeps it in a Secrets Manager secret it rotates: Terraform
   # never sees it, so it is in neither the plan nor the state.
   manage_master_user_password = true
+  snapshot_identifier         = var.db_snapshot_identifier
 
   db_subnet_group_name   = aws_db_subnet_group.ha[0].name
   vpc_security_group_ids = [aws_security_group.db[0].id]

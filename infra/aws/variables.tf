@@ -405,6 +405,17 @@ variable "db_backup_retention_days" {
   }
 }
 
+variable "db_snapshot_identifier" {
+  description = "ha: RDS snapshot to create the database from, e.g. the final snapshot a previous destroy took; null for an empty database."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.db_snapshot_identifier == null || can(regex("^[A-Za-z][A-Za-z0-9:-]{0,254}$", coalesce(var.db_snapshot_identifier, "x")))
+    error_message = "The snapshot identifier must be an RDS snapshot name or ARN."
+  }
+}
+
 variable "deletion_protection" {
   description = "ha: deletion protection on the database and the load balancer. Leave it on for a real stack; turn it off (false) only to destroy one, e.g. a test stack: `terraform apply -var deletion_protection=false` first, then destroy."
   type        = bool

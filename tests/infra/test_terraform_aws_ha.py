@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -123,8 +124,6 @@ def test_password_is_managed_by_rds_and_in_no_state_or_user_data(stack: Any, mot
     )["PolicyDocument"]
 
     assert '"password"' in password
-    import json
-
     secret_password = json.loads(password)["password"]
     assert len(secret_password) >= 8
     assert secret_password not in state
@@ -145,9 +144,9 @@ def test_at_least_two_instances_in_two_zones_behind_the_load_balancer(stack: Any
     """The Auto Scaling group keeps two or more instances, spread over two or more zones, registered
     with the target group, replaced when the load balancer finds them unhealthy."""
     _, outputs = stack
-    (group,) = client(moto_endpoint, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[STACK])[
-        "AutoScalingGroups"
-    ]
+    (group,) = client(moto_endpoint, "autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[STACK]
+    )["AutoScalingGroups"]
     subnets = client(moto_endpoint, "ec2").describe_subnets(SubnetIds=group["VPCZoneIdentifier"].split(","))
     subnet_zones = {s["AvailabilityZone"] for s in subnets["Subnets"]}
 
@@ -170,12 +169,18 @@ def test_load_balancer_serves_https_with_acm_and_redirects_http(
     _, outputs = stack
     elb = client(moto_endpoint, "elbv2")
     (lb,) = elb.describe_load_balancers(Names=[STACK])["LoadBalancers"]
-    listeners = {lst["Port"]: lst for lst in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
-    (target_group,) = elb.describe_target_groups(TargetGroupArns=[outputs["target_group_arn"]])["TargetGroups"]
+    listeners = {
+        lst["Port"]: lst for lst in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    }
+    (target_group,) = elb.describe_target_groups(TargetGroupArns=[outputs["target_group_arn"]])[
+        "TargetGroups"
+    ]
     certificate = client(moto_endpoint, "acm").describe_certificate(
         CertificateArn=listeners[443]["Certificates"][0]["CertificateArn"]
     )["Certificate"]
-    records = client(moto_endpoint, "route53").list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+    records = client(moto_endpoint, "route53").list_resource_record_sets(HostedZoneId=zone_id)[
+        "ResourceRecordSets"
+    ]
 
     assert sorted(listeners) == [80, 443]
     assert listeners[443]["Protocol"] == "HTTPS"
@@ -183,14 +188,19 @@ def test_load_balancer_serves_https_with_acm_and_redirects_http(
     assert (certificate["DomainName"], certificate["Status"]) == (DOMAIN, "ISSUED")
     (redirect,) = listeners[80]["DefaultActions"]
     assert redirect["Type"] == "redirect"
-    assert (redirect["RedirectConfig"]["Protocol"], redirect["RedirectConfig"]["StatusCode"]) == ("HTTPS", "HTTP_301")
+    assert (redirect["RedirectConfig"]["Protocol"], redirect["RedirectConfig"]["StatusCode"]) == (
+        "HTTPS",
+        "HTTP_301",
+    )
     assert (target_group["Port"], target_group["Protocol"]) == (5000, "HTTP")
     assert target_group["HealthCheckPath"] == "/health/ready"
     assert outputs["url"] == f"https://{DOMAIN}"
     assert any(r["Name"].rstrip(".") == DOMAIN and r["Type"] == "A" and "AliasTarget" in r for r in records)
 
 
-def test_security_groups_chain_clients_to_alb_to_instances_to_database(stack: Any, moto_endpoint: str) -> None:
+def test_security_groups_chain_clients_to_alb_to_instances_to_database(
+    stack: Any, moto_endpoint: str
+) -> None:
     """The allowed CIDR reaches only the load balancer (443, 80); the instances accept only the load
     balancer on 5000; the database accepts only the instances on 5432."""
     ec2 = client(moto_endpoint, "ec2")
@@ -223,7 +233,12 @@ def test_no_single_instance_resources(stack: Any, moto_endpoint: str) -> None:
     tf, outputs = stack
     addresses = {r.split("[", 1)[0] for r in tf.resources()}
 
-    assert not addresses & {"aws_instance.this", "aws_ebs_volume.data", "aws_eip.this", "aws_ssm_parameter.tls_root_ca"}
+    assert not addresses & {
+        "aws_instance.this",
+        "aws_ebs_volume.data",
+        "aws_eip.this",
+        "aws_ssm_parameter.tls_root_ca",
+    }
     assert (outputs["instance_id"], outputs["public_ip"], outputs["tls_root_ca_parameter"]) == ("", "", "")
 
 
@@ -251,7 +266,9 @@ def test_destroy_leaves_nothing(stack: Any, variables: dict[str, Any], moto_endp
     assert client(moto_endpoint, "elbv2").describe_load_balancers()["LoadBalancers"] == []
     assert client(moto_endpoint, "elbv2").describe_target_groups()["TargetGroups"] == []
     assert client(moto_endpoint, "acm").list_certificates()["CertificateSummaryList"] == []
-    names = [g["GroupName"] for g in client(moto_endpoint, "ec2").describe_security_groups()["SecurityGroups"]]
+    names = [
+        g["GroupName"] for g in client(moto_endpoint, "ec2").describe_security_groups()["SecurityGroups"]
+    ]
     assert not {f"{STACK}-alb", f"{STACK}-app", f"{STACK}-db"} & set(names)
     running = [
         i["InstanceId"]

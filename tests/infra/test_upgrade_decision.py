@@ -18,7 +18,9 @@ def test_new_image_on_the_single_instance_is_an_in_place_upgrade() -> None:
 
 def test_new_image_with_a_new_single_instance_needs_no_upgrade_command() -> None:
     """A new instance boots the new image by itself (both the old and the counted address)."""
-    assert not image_only_change(plan(("aws_ssm_parameter.image", "update"), ("aws_instance.this[0]", "create")))
+    assert not image_only_change(
+        plan(("aws_ssm_parameter.image", "update"), ("aws_instance.this[0]", "create"))
+    )
     assert not image_only_change(plan(("aws_ssm_parameter.image", "update"), ("aws_instance.this", "create")))
 
 

@@ -388,9 +388,8 @@ def image_only_change(result: Plan) -> bool:
     image_updated = any(
         c.address == "aws_ssm_parameter.image" and "update" in c.actions for c in result.changes
     )
-    instance_created = any(
-        c.address in ("aws_instance.this", "aws_instance.this[0]") and "create" in c.actions for c in result.changes
-    )
+    instance = ("aws_instance.this", "aws_instance.this[0]")
+    instance_created = any(c.address in instance and "create" in c.actions for c in result.changes)
     # The ha topology has no single instance to tell: the image is in its launch template, whose
     # new version the Auto Scaling group's instance refresh rolls out.
     rolled_out = any(c.address.startswith("aws_launch_template.") for c in result.changes)
