@@ -123,6 +123,13 @@ def test_password_is_managed_by_rds_and_in_no_state_or_user_data(stack: Any, mot
         RoleName=f"{STACK}-instance", PolicyName=f"{STACK}-read-db-secret"
     )["PolicyDocument"]
 
+    assert (
+        template["MetadataOptions"]["HttpTokens"],
+        template["MetadataOptions"]["HttpPutResponseHopLimit"],
+    ) == (
+        "required",
+        1,
+    )
     assert '"password"' in password
     secret_password = json.loads(password)["password"]
     assert len(secret_password) >= 8
