@@ -379,8 +379,8 @@ resource "aws_launch_template" "ha" {
   }
 
   metadata_options {
-    http_endpoint               = "enabled"
-    http_tokens                 = "required"
+    http_endpoint = "enabled"
+    http_tokens   = "required"
     # 1: nothing in the containers calls AWS here (the host reads the secrets, Docker ships the
     # logs), so the app container cannot reach the instance's credentials at all.
     http_put_response_hop_limit = 1

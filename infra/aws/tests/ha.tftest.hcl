@@ -61,9 +61,24 @@ mock_provider "aws" {
     }
   }
 
+  # Known at plan, as the real provider makes them from domain_name (the validation records'
+  # for_each is keyed on them).
   mock_resource "aws_acm_certificate" {
+    override_during = plan
     defaults = {
       arn = "arn:aws:acm:eu-west-1:123456789012:certificate/01234567-89ab-cdef-0123-456789abcdef"
+      domain_validation_options = [{
+        domain_name           = "eventstate.example.com"
+        resource_record_name  = "_x1.eventstate.example.com."
+        resource_record_type  = "CNAME"
+        resource_record_value = "_x2.acm-validations.aws."
+      }]
+    }
+  }
+
+  mock_resource "aws_acm_certificate_validation" {
+    defaults = {
+      certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/01234567-89ab-cdef-0123-456789abcdef"
     }
   }
 
@@ -98,10 +113,11 @@ override_data {
 }
 
 variables {
-  allowed_cidrs = ["203.0.113.7/32"]
-  api_keys      = ["0123456789abcdef-test-key"]
-  topology      = "ha"
-  domain        = "eventstate.example.com"
+  allowed_cidrs   = ["203.0.113.7/32"]
+  api_keys        = ["0123456789abcdef-test-key"]
+  topology        = "ha"
+  domain          = "eventstate.example.com"
+  route53_zone_id = "Z0123456789ABCDEFGHIJ"
 }
 
 run "ha_plans_the_database_the_group_and_the_load_balancer" {
@@ -120,6 +136,16 @@ run "ha_plans_the_database_the_group_and_the_load_balancer" {
   assert {
     condition     = aws_db_instance.ha[0].backup_retention_period == 7 && !aws_db_instance.ha[0].skip_final_snapshot
     error_message = "Backups are kept 7 days and destroy takes a final snapshot by default."
+  }
+
+  assert {
+    condition     = contains([for p in aws_db_parameter_group.ha[0].parameter : p.name if p.value == "1"], "rds.force_ssl")
+    error_message = "The database refuses connections without TLS."
+  }
+
+  assert {
+    condition     = aws_launch_template.ha[0].metadata_options[0].http_tokens == "required" && aws_launch_template.ha[0].metadata_options[0].http_put_response_hop_limit == 1
+    error_message = "The instances require IMDSv2, out of reach of their containers."
   }
 
   assert {
@@ -157,8 +183,9 @@ run "single_plans_no_ha_resources" {
   command = plan
 
   variables {
-    topology = "single"
-    domain   = ""
+    topology        = "single"
+    domain          = ""
+    route53_zone_id = null
   }
 
   assert {
@@ -181,10 +208,36 @@ run "ha_needs_a_domain" {
   command = plan
 
   variables {
-    domain = ""
+    domain          = ""
+    route53_zone_id = null
+    certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/01234567-89ab-cdef-0123-456789abcdef"
   }
 
   expect_failures = [var.topology]
+}
+
+run "ha_needs_a_zone_or_an_issued_certificate" {
+  command = plan
+
+  variables {
+    route53_zone_id = null
+  }
+
+  expect_failures = [var.topology]
+}
+
+run "ha_with_a_given_certificate_requests_none" {
+  command = plan
+
+  variables {
+    route53_zone_id = null
+    certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/fedcba98-7654-3210-fedc-ba9876543210"
+  }
+
+  assert {
+    condition     = length(aws_acm_certificate.ha) == 0 && aws_lb_listener.ha_https[0].certificate_arn == "arn:aws:acm:eu-west-1:123456789012:certificate/fedcba98-7654-3210-fedc-ba9876543210"
+    error_message = "A given certificate is used as it is."
+  }
 }
 
 run "ha_needs_at_least_two_instances" {
