@@ -303,6 +303,8 @@ variable "destroy_replica" {
   description = "Whether destroy may delete the replica bucket with its contents. By default (false) destroy refuses to remove a bucket that holds a replica."
   type        = bool
   default     = false
+}
+
 # ---- topology (ha.tf) --------------------------------------------------------------------------
 
 variable "topology" {
