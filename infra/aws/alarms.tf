@@ -36,6 +36,8 @@ resource "aws_cloudwatch_metric_alarm" "not_ready" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "disk" {
+  # The ha topology keeps the log in RDS, which has its own storage autoscaling.
+  count               = local.single ? 1 : 0
   alarm_name          = "${var.name}-data-disk-80"
   alarm_description   = "The data volume holding the event log is over 80% full: grow data_volume_size."
   namespace           = local.metrics_namespace

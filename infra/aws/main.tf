@@ -176,6 +176,7 @@ resource "aws_iam_instance_profile" "instance" {
 resource "aws_security_group" "instance" {
   #checkov:skip=CKV_AWS_24:port 22 opens only to var.ssh_cidrs, whose validation refuses /0; checkov cannot see through the dynamic block
   #checkov:skip=CKV_AWS_260:port 80 is public only with a domain, for Let's Encrypt's HTTP-01 challenge; Caddy answers it with redirects to HTTPS, which stays limited to allowed_cidrs
+  count       = local.single ? 1 : 0
   name        = "${var.name}-instance"
   description = "eventstate: HTTPS (and HTTP redirects) from allowed CIDRs; HTTPS out for packages, ECR, SSM"
   vpc_id      = data.aws_subnet.this.vpc_id
@@ -224,6 +225,7 @@ resource "aws_security_group" "instance" {
 
 resource "aws_ebs_volume" "data" {
   #checkov:skip=CKV_AWS_189:encrypted with the AWS-managed aws/ebs key; a customer key would add cost and a key policy for one small volume
+  count             = local.single ? 1 : 0
   availability_zone = data.aws_subnet.this.availability_zone
   size              = var.data_volume_size
   type              = "gp3"
@@ -237,6 +239,7 @@ resource "aws_ebs_volume" "data" {
 
 module "user_data" {
   source = "../modules/user-data"
+  count  = local.single ? 1 : 0
 
   # The image is read from its parameter at every `up`, so a new image changes no user data.
   image              = ""
@@ -247,7 +250,7 @@ module "user_data" {
   ca_parameter       = var.domain != "" ? "" : local.ca_parameter_name
   log_group          = aws_cloudwatch_log_group.this.name
   metrics_namespace  = local.metrics_namespace
-  data_volume_id     = aws_ebs_volume.data.id
+  data_volume_id     = aws_ebs_volume.data[0].id
   api_keys_parameter = aws_ssm_parameter.api_keys.name
   aws_region         = var.region
   registry           = local.uses_ecr ? local.registry : ""
@@ -257,16 +260,17 @@ module "user_data" {
 
 resource "aws_instance" "this" {
   #checkov:skip=CKV_AWS_126:detailed (1-minute) monitoring is billed per metric; the basic 5-minute metrics suffice for one small instance
+  count                  = local.single ? 1 : 0
   ami                    = data.aws_ssm_parameter.al2023_ami.insecure_value
   instance_type          = var.instance_type
   subnet_id              = local.subnet_id
-  vpc_security_group_ids = [aws_security_group.instance.id]
+  vpc_security_group_ids = [aws_security_group.instance[0].id]
   iam_instance_profile   = aws_iam_instance_profile.instance.name
   key_name               = var.ssh_key_name
   ebs_optimized          = true
   monitoring             = false
 
-  user_data_base64            = module.user_data.rendered_base64gzip
+  user_data_base64            = module.user_data[0].rendered_base64gzip
   user_data_replace_on_change = true
 
   metadata_options {
@@ -287,7 +291,7 @@ resource "aws_instance" "this" {
 
   lifecycle {
     # A newer AMI appears every few weeks; replacing the instance for it is a deliberate act
-    # (terraform apply -replace=aws_instance.this), not a side effect of the next deploy.
+    # (terraform apply -replace="aws_instance.this[0]"), not a side effect of the next deploy.
     ignore_changes = [ami]
   }
 
@@ -295,9 +299,10 @@ resource "aws_instance" "this" {
 }
 
 resource "aws_volume_attachment" "data" {
+  count       = local.single ? 1 : 0
   device_name = "/dev/sdf"
-  volume_id   = aws_ebs_volume.data.id
-  instance_id = aws_instance.this.id
+  volume_id   = aws_ebs_volume.data[0].id
+  instance_id = aws_instance.this[0].id
   # Stop the instance before detaching so SQLite is not cut off mid-write on replacement or destroy.
   stop_instance_before_detaching = true
 }

@@ -1,21 +1,21 @@
 output "public_ip" {
   description = "The Elastic IP: the stack's address, which survives instance replacement."
-  value       = aws_eip.this.public_ip
+  value       = local.single ? aws_eip.this[0].public_ip : ""
 }
 
 output "url" {
   description = "Base URL of the API (HTTPS only)."
-  value       = "https://${local.tls_sites[0]}"
+  value       = local.ha ? "https://${var.domain}" : "https://${local.tls_sites[0]}"
 }
 
 output "instance_id" {
   description = "EC2 instance id (for `aws ssm start-session --target`)."
-  value       = aws_instance.this.id
+  value       = local.single ? aws_instance.this[0].id : ""
 }
 
 output "data_volume_id" {
   description = "EBS volume id holding the event log."
-  value       = aws_ebs_volume.data.id
+  value       = local.single ? aws_ebs_volume.data[0].id : ""
 }
 
 output "ecr_repository_url" {
@@ -50,7 +50,7 @@ output "replica_bucket" {
 
 output "tls_root_ca_parameter" {
   description = "SSM parameter holding the root certificate to trust for url (empty with a domain: Let's Encrypt is trusted already)."
-  value       = var.domain == "" ? aws_ssm_parameter.tls_root_ca[0].name : ""
+  value       = local.single && var.domain == "" ? aws_ssm_parameter.tls_root_ca[0].name : ""
 }
 
 output "log_group" {
@@ -65,7 +65,7 @@ output "alarm_topic_arn" {
 
 output "upgrade_document" {
   description = "SSM Command document that replaces the container with the image in image_parameter."
-  value       = aws_ssm_document.upgrade.name
+  value       = local.single ? aws_ssm_document.upgrade[0].name : ""
 }
 
 output "image_parameter" {
@@ -76,4 +76,36 @@ output "image_parameter" {
 output "image_tag" {
   description = "Tag of the image in the stack's ECR repository (empty when image is given)."
   value       = var.image == "" ? var.image_tag : ""
+}
+
+# ---- ha topology (empty with topology = "single") ----------------------------------------------
+
+output "topology" {
+  description = "single or ha."
+  value       = var.topology
+}
+
+output "load_balancer_dns_name" {
+  description = "ha: DNS name of the load balancer; point the domain at it (an alias record, which route53_zone_id makes for you)."
+  value       = local.ha ? aws_lb.ha[0].dns_name : ""
+}
+
+output "target_group_arn" {
+  description = "ha: target group the Auto Scaling group registers its instances in."
+  value       = local.ha ? aws_lb_target_group.ha[0].arn : ""
+}
+
+output "autoscaling_group" {
+  description = "ha: name of the Auto Scaling group (aws autoscaling start-instance-refresh rolls it)."
+  value       = local.ha ? aws_autoscaling_group.ha[0].name : ""
+}
+
+output "database_endpoint" {
+  description = "ha: host:port of the RDS PostgreSQL database (reachable from the instances only)."
+  value       = local.ha ? aws_db_instance.ha[0].endpoint : ""
+}
+
+output "database_secret_arn" {
+  description = "ha: Secrets Manager secret RDS keeps the database's master user and password in."
+  value       = local.ha ? aws_db_instance.ha[0].master_user_secret[0].secret_arn : ""
 }

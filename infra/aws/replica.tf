@@ -4,6 +4,8 @@
 # only, and the instance role may write and read but never delete or change the bucket's settings.
 # Litestream's own retention is off; this bucket's lifecycle rule expires superseded versions.
 
+# data.aws_caller_identity.current is declared in main.tf.
+
 locals {
   replica_bucket = var.replica_bucket != "" ? var.replica_bucket : "${var.name}-replica-${data.aws_caller_identity.current.account_id}"
   replica_prefix = var.name

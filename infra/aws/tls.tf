@@ -6,13 +6,13 @@
 # the `curl --cacert` command).
 
 locals {
-  tls_sites         = var.domain != "" ? [var.domain] : [aws_eip.this.public_ip]
+  tls_sites         = var.domain != "" ? [var.domain] : [aws_eip.this[0].public_ip]
   ca_parameter_name = "/${var.name}/tls-root-ca"
 }
 
 resource "aws_ssm_parameter" "tls_root_ca" {
   #checkov:skip=CKV2_AWS_34:a root certificate is public by nature (clients must be able to read it to trust the server); encrypting it would protect nothing
-  count       = var.domain == "" ? 1 : 0
+  count       = local.single && var.domain == "" ? 1 : 0
   name        = local.ca_parameter_name
   description = "Root certificate of the eventstate TLS terminator's internal CA (public; written by the instance)."
   type        = "String"

@@ -14,6 +14,8 @@ resource "aws_ssm_parameter" "image" {
 }
 
 resource "aws_ssm_document" "upgrade" {
+  # The ha topology upgrades by rolling its Auto Scaling group to a new launch template (ha.tf).
+  count           = local.single ? 1 : 0
   name            = "${var.name}-upgrade"
   document_type   = "Command"
   document_format = "YAML"

@@ -304,3 +304,122 @@ variable "destroy_replica" {
   type        = bool
   default     = false
 }
+
+# ---- topology (ha.tf) --------------------------------------------------------------------------
+
+variable "topology" {
+  description = "single: one instance, the log in SQLite on its EBS volume, Caddy for TLS (main.tf). ha: the log in RDS PostgreSQL Multi-AZ, an Auto Scaling group of instances in two or more zones behind an Application Load Balancer with an ACM certificate for domain (ha.tf)."
+  type        = string
+  default     = "single"
+
+  validation {
+    condition     = contains(["single", "ha"], var.topology)
+    error_message = "The topology must be single or ha."
+  }
+
+  validation {
+    # An ALB cannot serve HTTPS on its own address: ACM certificates name a domain.
+    condition     = var.topology != "ha" || var.domain != ""
+    error_message = "The ha topology needs a domain: the load balancer's ACM certificate names it."
+  }
+
+  validation {
+    # A load balancer listener refuses a certificate that is still waiting for its validation.
+    condition     = var.topology != "ha" || var.route53_zone_id != null || var.certificate_arn != null
+    error_message = "The ha topology needs route53_zone_id (the stack validates its ACM certificate there) or certificate_arn (an issued certificate)."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ha: an issued ACM certificate for domain to use instead of requesting one (needed when DNS is not in a Route 53 zone given by route53_zone_id, which lets the stack validate its own certificate)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$", var.certificate_arn))
+    error_message = "The certificate ARN must look like arn:aws:acm:eu-west-1:123456789012:certificate/<id>."
+  }
+}
+
+variable "ha_instances" {
+  description = "ha: how many instances the Auto Scaling group keeps (at least 2, spread over the zones of subnet_ids)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.ha_instances >= 2 && var.ha_instances <= 20 && floor(var.ha_instances) == var.ha_instances
+    error_message = "The ha topology runs 2-20 instances."
+  }
+}
+
+variable "subnet_ids" {
+  description = "ha: subnets (in at least two availability zones, with a route to the internet) for the load balancer, the instances and the database; null uses the default VPC's."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.subnet_ids == null || length(coalesce(var.subnet_ids, [])) >= 2
+    error_message = "Give at least two subnets, in different availability zones."
+  }
+}
+
+variable "db_instance_class" {
+  description = "ha: RDS instance class of the PostgreSQL database (Multi-AZ doubles its price)."
+  type        = string
+  default     = "db.t4g.micro"
+
+  validation {
+    condition     = can(regex("^db\\.[a-z0-9]+\\.[a-z0-9]+$", var.db_instance_class))
+    error_message = "The class must look like db.t4g.micro."
+  }
+}
+
+variable "db_engine_version" {
+  description = "ha: PostgreSQL major version (minor versions are upgraded automatically in the maintenance window)."
+  type        = string
+  default     = "16"
+
+  validation {
+    condition     = contains(["14", "15", "16", "17"], var.db_engine_version)
+    error_message = "The PostgreSQL version must be 14, 15, 16 or 17."
+  }
+}
+
+variable "db_storage_gb" {
+  description = "ha: allocated gp3 storage of the database in GiB (it grows automatically up to 5 times this)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.db_storage_gb >= 20 && var.db_storage_gb <= 6000
+    error_message = "RDS gp3 storage is 20-6000 GiB."
+  }
+}
+
+variable "db_backup_retention_days" {
+  description = "ha: days of automated backups (point-in-time restore) RDS keeps."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_backup_retention_days >= 1 && var.db_backup_retention_days <= 35
+    error_message = "Automated backups are kept 1-35 days (0 would turn them off)."
+  }
+}
+
+variable "db_snapshot_identifier" {
+  description = "ha: RDS snapshot to create the database from, e.g. the final snapshot a previous destroy took; null for an empty database."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.db_snapshot_identifier == null || can(regex("^[A-Za-z][A-Za-z0-9:-]{0,254}$", coalesce(var.db_snapshot_identifier, "x")))
+    error_message = "The snapshot identifier must be an RDS snapshot name or ARN."
+  }
+}
+
+variable "deletion_protection" {
+  description = "ha: deletion protection on the database and the load balancer. Leave it on for a real stack; turn it off (false) only to destroy one, e.g. a test stack: `terraform apply -var deletion_protection=false` first, then destroy."
+  type        = bool
+  default     = true
+}

@@ -24,7 +24,10 @@ REQUIRE_TERRAFORM = "EVENTSTATE_REQUIRE_TERRAFORM"
 REQUIRE_DOCKER = "EVENTSTATE_REQUIRE_DOCKER"
 MOTO_REGION = "eu-west-1"
 # The AWS APIs the root module calls; each is pointed at moto.
-MOTO_SERVICES = ("cloudwatch", "ec2", "ecr", "iam", "kms", "logs", "route53", "s3", "sns", "ssm", "sts")
+MOTO_SERVICES = (
+    "acm", "autoscaling", "cloudwatch", "ec2", "ecr", "elbv2", "iam", "kms", "logs", "rds", "route53",
+    "s3", "secretsmanager", "sns", "ssm", "sts",
+)
 
 
 def unavailable(reason: str, require_env: str = REQUIRE_TERRAFORM) -> NoReturn:
@@ -89,7 +92,8 @@ def free_port() -> int:
 def moto_endpoint() -> Iterator[str]:
     """A moto server on a free loopback port, with AWS's managed IAM policies loaded."""
     port = free_port()
-    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    # ACM certificates count as validated on their first description (moto waits 60 s by default).
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ACM_VALIDATION_WAIT": "0"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

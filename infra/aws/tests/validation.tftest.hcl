@@ -62,27 +62,27 @@ run "defaults_plan_cleanly" {
   command = plan
 
   assert {
-    condition     = aws_instance.this.instance_type == "t3.micro"
+    condition     = aws_instance.this[0].instance_type == "t3.micro"
     error_message = "The default instance type is t3.micro."
   }
 
   assert {
-    condition     = aws_instance.this.metadata_options[0].http_tokens == "required"
+    condition     = aws_instance.this[0].metadata_options[0].http_tokens == "required"
     error_message = "IMDSv2 must be required."
   }
 
   assert {
-    condition     = aws_ebs_volume.data.encrypted && aws_instance.this.root_block_device[0].encrypted
+    condition     = aws_ebs_volume.data[0].encrypted && aws_instance.this[0].root_block_device[0].encrypted
     error_message = "Every volume must be encrypted."
   }
 
   assert {
-    condition     = aws_ebs_volume.data.final_snapshot
+    condition     = aws_ebs_volume.data[0].final_snapshot
     error_message = "By default destroy snapshots the data volume."
   }
 
   assert {
-    condition     = length([for rule in aws_security_group.instance.ingress : rule if rule.from_port == 22]) == 0
+    condition     = length([for rule in aws_security_group.instance[0].ingress : rule if rule.from_port == 22]) == 0
     error_message = "Without an SSH key there is no port 22."
   }
 }
@@ -144,7 +144,7 @@ run "destroy_data_volume_skips_the_snapshot" {
   }
 
   assert {
-    condition     = !aws_ebs_volume.data.final_snapshot
+    condition     = !aws_ebs_volume.data[0].final_snapshot
     error_message = "destroy_data_volume = true deletes the volume without a snapshot."
   }
 }

@@ -387,12 +387,16 @@ def upgrade_in_place(
 
 def image_only_change(result: Plan) -> bool:
     """Whether the plan changes the image reference without creating the instance: an upgrade
-    the running instance must be told to perform."""
+    the running (single-topology) instance must be told to perform."""
     image_updated = any(
         c.address == "aws_ssm_parameter.image" and "update" in c.actions for c in result.changes
     )
-    instance_created = any(c.address == "aws_instance.this" and "create" in c.actions for c in result.changes)
-    return image_updated and not instance_created
+    instance = ("aws_instance.this", "aws_instance.this[0]")
+    instance_created = any(c.address in instance and "create" in c.actions for c in result.changes)
+    # The ha topology has no single instance to tell: the image is in its launch template, whose
+    # new version the Auto Scaling group's instance refresh rolls out.
+    rolled_out = any(c.address.startswith("aws_launch_template.") for c in result.changes)
+    return image_updated and not instance_created and not rolled_out
 
 
 def destroy(target: Target, *, say: Callable[[str], None] = print) -> None:
